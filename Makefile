@@ -1,0 +1,55 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LISTEN ?= :9847
+SELECTION_LOG ?= logs/selection_metrics.csv
+PUSHGATEWAY_URL ?= http://127.0.0.1:9091
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc
+
+.PHONY: install run test lint perf bench bench-push system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The exporter on the embedded default (NVML when a driver answers, else the simulated fleet) plus
+# demo routing traffic through the real selector, written to the log the exporter follows.
+run: install
+	@mkdir -p $(dir $(SELECTION_LOG))
+	@$(BIN)/orchex demo --log $(SELECTION_LOG) & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/orchex serve --web.listen-address=$(LISTEN) --gpu-backend=auto --selection-log=$(SELECTION_LOG)
+
+# Prometheus, promtool and the Pushgateway are Debian packages that the live tests start themselves.
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends prometheus prometheus-pushgateway gcc libc6-dev >/dev/null; \
+	fi
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check exporter tests perf
+
+perf: install system-deps
+	$(BIN)/python -m perf
+
+bench: install
+	$(BIN)/orchex bench
+
+bench-push: install
+	$(BIN)/orchex bench --push $(PUSHGATEWAY_URL)
+
+clean:
+	rm -rf $(VENV) tests/.build .pytest_cache

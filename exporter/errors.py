@@ -1,0 +1,16 @@
+"""Errors that the command line turns into one line on standard error and an exit status."""
+
+
+class UsageError(Exception):
+    """Bad input from the user (a flag, a file, a value): printed as one line, exit 2."""
+
+    exit_code = 2
+
+
+class ProblemList(UsageError):
+    """Several problems found in one file, each `FILE:LINE: message`; all are reported at once."""
+
+    def __init__(self, path, problems):
+        self.path = path
+        self.problems = sorted(problems, key=lambda p: (p[0] or 0, p[1]))
+        super().__init__("\n".join(f"{path}:{line or 0}: {msg}" for line, msg in self.problems))

@@ -1,0 +1,1 @@
+"""GPU telemetry: snapshots, backends (NVML, simulated) and the health model."""

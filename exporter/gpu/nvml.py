@@ -1,0 +1,254 @@
+"""NVML backend through pynvml (nvidia-ml-py).
+
+Every field is read on its own: NOT_SUPPORTED leaves that field absent; GPU_IS_LOST or UNKNOWN marks
+the GPU down (its other fields are not read); any other error leaves the field absent and is counted
+by function and code. One GPU's failure never hides the others.
+"""
+
+import ctypes
+import threading
+import time
+
+import pynvml as N
+
+from exporter.gpu.snapshot import GpuSnapshot
+
+CLOCKS = {"graphics": N.NVML_CLOCK_GRAPHICS, "sm": N.NVML_CLOCK_SM, "memory": N.NVML_CLOCK_MEM,
+          "video": N.NVML_CLOCK_VIDEO}
+CLOCK_EVENT_REASONS = {
+    "gpu_idle": 0x1, "applications_clocks_setting": 0x2, "sw_power_cap": 0x4, "hw_slowdown": 0x8,
+    "sync_boost": 0x10, "sw_thermal": 0x20, "hw_thermal": 0x40, "hw_power_brake": 0x80,
+    "display_clock_setting": 0x100,
+}
+_LOST = {N.NVML_ERROR_GPU_IS_LOST, N.NVML_ERROR_UNKNOWN}
+_ABSENT = {N.NVML_ERROR_NOT_SUPPORTED, N.NVML_ERROR_FUNCTION_NOT_FOUND}
+
+
+class NvmlUnavailable(Exception):
+    """nvmlInit failed: no library, no driver, or no permission."""
+
+
+class _Lost(Exception):
+    def __init__(self, function, code):
+        super().__init__(function)
+        self.function, self.code = function, code
+
+
+def error_name(code):
+    for name in dir(N):
+        if name.startswith("NVML_ERROR_") and getattr(N, name) == code:
+            return name[len("NVML_ERROR_"):]
+    return str(code)
+
+
+def _text(v):
+    return v.decode(errors="replace") if isinstance(v, bytes) else v
+
+
+class NvmlBackend:
+    name = "nvml"
+
+    def __init__(self, watch_xids=True, clock=time.time):
+        try:
+            N.nvmlInit()
+        except N.NVMLError as e:
+            if e.value == N.NVML_ERROR_LIBRARY_NOT_FOUND:
+                raise NvmlUnavailable("NVML library libnvidia-ml.so.1 not found (no NVIDIA driver "
+                                      "installed?)") from None
+            if e.value == N.NVML_ERROR_DRIVER_NOT_LOADED:
+                raise NvmlUnavailable("NVIDIA driver not loaded (nvmlInit: DRIVER_NOT_LOADED)") from None
+            raise NvmlUnavailable(f"nvmlInit failed: {error_name(e.value)}") from None
+        self.clock = clock
+        self.error_counts = {}  # (function, code name) -> count, for orchex_nvml_errors_total
+        self._lock = threading.Lock()
+        self._xids = {}  # (gpu index, xid) -> [count, last unix time]
+        self._watcher = None
+        if watch_xids:
+            self._watcher = threading.Thread(target=self._watch_xids, name="nvml-xid", daemon=True)
+            self._stop = threading.Event()
+            self._watcher.start()
+
+    def close(self):
+        if self._watcher is not None:
+            self._stop.set()
+            self._watcher.join(timeout=2)
+            self._watcher = None
+        try:
+            N.nvmlShutdown()
+        except N.NVMLError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _count_error(self, function, code):
+        key = (function, error_name(code))
+        with self._lock:
+            self.error_counts[key] = self.error_counts.get(key, 0) + 1
+
+    def _call(self, snap, function, fn, *args):
+        """fn(*args), or None when the field is absent; raises _Lost when the GPU is gone."""
+        try:
+            return fn(*args)
+        except N.NVMLError as e:
+            if e.value in _ABSENT:
+                return None
+            if e.value in _LOST:
+                self._count_error(function, e.value)
+                raise _Lost(function, error_name(e.value)) from None
+            self._count_error(function, e.value)
+            snap.errors[function] = error_name(e.value)
+            return None
+
+    def read(self):
+        try:
+            count = N.nvmlDeviceGetCount()
+        except N.NVMLError as e:
+            self._count_error("nvmlDeviceGetCount", e.value)
+            raise
+        driver = cuda = None
+        try:
+            driver = _text(N.nvmlSystemGetDriverVersion())
+            cuda_int = N.nvmlSystemGetCudaDriverVersion_v2()
+            cuda = f"{cuda_int // 1000}.{cuda_int % 1000 // 10}"
+        except N.NVMLError:
+            pass
+        out = []
+        for i in range(count):
+            snap = GpuSnapshot(index=i, driver_version=driver, cuda_driver_version=cuda)
+            try:
+                h = self._call(snap, "nvmlDeviceGetHandleByIndex", N.nvmlDeviceGetHandleByIndex, i)
+                if h is None:
+                    raise _Lost("nvmlDeviceGetHandleByIndex", "NOT_SUPPORTED")
+                self._read_device(snap, h)
+            except _Lost as lost:
+                snap.up = False
+                snap.errors[lost.function] = lost.code
+            with self._lock:
+                for (gpu, xid), (n, last) in self._xids.items():
+                    if gpu == i:
+                        snap.xid_counts[xid], snap.xid_last_seen[xid] = n, last
+            out.append(snap)
+        return out
+
+    def _read_device(self, s, h):
+        c = self._call
+        s.uuid = _text(c(s, "nvmlDeviceGetUUID", N.nvmlDeviceGetUUID, h)) or ""
+        s.name = _text(c(s, "nvmlDeviceGetName", N.nvmlDeviceGetName, h)) or ""
+        pci = c(s, "nvmlDeviceGetPciInfo", N.nvmlDeviceGetPciInfo, h)
+        s.pci_bus_id = _text(pci.busId) if pci is not None else None
+        s.vbios_version = _text(c(s, "nvmlDeviceGetVbiosVersion", N.nvmlDeviceGetVbiosVersion, h))
+        s.serial = _text(c(s, "nvmlDeviceGetSerial", N.nvmlDeviceGetSerial, h))
+        mig = c(s, "nvmlDeviceGetMigMode", N.nvmlDeviceGetMigMode, h)
+        s.mig_mode = bool(mig[0]) if mig is not None else None
+
+        util = c(s, "nvmlDeviceGetUtilizationRates", N.nvmlDeviceGetUtilizationRates, h)
+        if util is not None:
+            s.utilization, s.memory_utilization = util.gpu / 100.0, util.memory / 100.0
+        enc = c(s, "nvmlDeviceGetEncoderUtilization", N.nvmlDeviceGetEncoderUtilization, h)
+        s.encoder_utilization = enc[0] / 100.0 if enc is not None else None
+        dec = c(s, "nvmlDeviceGetDecoderUtilization", N.nvmlDeviceGetDecoderUtilization, h)
+        s.decoder_utilization = dec[0] / 100.0 if dec is not None else None
+
+        mem = c(s, "nvmlDeviceGetMemoryInfo_v2", N.nvmlDeviceGetMemoryInfo, h, N.nvmlMemory_v2)
+        if mem is not None:
+            s.memory_reserved = mem.reserved
+        else:
+            mem = c(s, "nvmlDeviceGetMemoryInfo", N.nvmlDeviceGetMemoryInfo, h)
+        if mem is not None:
+            s.memory_total, s.memory_free, s.memory_used = mem.total, mem.free, mem.used
+
+        s.temperature = c(s, "nvmlDeviceGetTemperature", N.nvmlDeviceGetTemperature, h,
+                          N.NVML_TEMPERATURE_GPU)
+        fv = c(s, "nvmlDeviceGetFieldValues", N.nvmlDeviceGetFieldValues, h, [N.NVML_FI_DEV_MEMORY_TEMP])
+        if fv is not None and fv[0].nvmlReturn == N.NVML_SUCCESS:
+            s.memory_temperature = float(fv[0].value.uiVal)
+
+        mw = c(s, "nvmlDeviceGetPowerUsage", N.nvmlDeviceGetPowerUsage, h)
+        s.power = mw / 1000.0 if mw is not None else None
+        mw = c(s, "nvmlDeviceGetPowerManagementLimit", N.nvmlDeviceGetPowerManagementLimit, h)
+        s.power_limit = mw / 1000.0 if mw is not None else None
+        mw = c(s, "nvmlDeviceGetEnforcedPowerLimit", N.nvmlDeviceGetEnforcedPowerLimit, h)
+        s.enforced_power_limit = mw / 1000.0 if mw is not None else None
+        mj = c(s, "nvmlDeviceGetTotalEnergyConsumption", N.nvmlDeviceGetTotalEnergyConsumption, h)
+        s.energy = mj / 1000.0 if mj is not None else None
+
+        for name, kind in CLOCKS.items():
+            mhz = c(s, "nvmlDeviceGetClockInfo", N.nvmlDeviceGetClockInfo, h, kind)
+            if mhz is not None:
+                s.clocks[name] = mhz * 1e6
+            mhz = c(s, "nvmlDeviceGetMaxClockInfo", N.nvmlDeviceGetMaxClockInfo, h, kind)
+            if mhz is not None:
+                s.max_clocks[name] = mhz * 1e6
+        fan = c(s, "nvmlDeviceGetFanSpeed", N.nvmlDeviceGetFanSpeed, h)
+        s.fan_speed = fan / 100.0 if fan is not None else None
+        s.performance_state = c(s, "nvmlDeviceGetPerformanceState", N.nvmlDeviceGetPerformanceState, h)
+        reasons = c(s, "nvmlDeviceGetCurrentClocksEventReasons",
+                    N.nvmlDeviceGetCurrentClocksEventReasons, h)
+        if reasons is not None:
+            s.clock_events = {name: bool(reasons & bit) for name, bit in CLOCK_EVENT_REASONS.items()}
+
+        for counter, ctype in (("volatile", N.NVML_VOLATILE_ECC), ("aggregate", N.NVML_AGGREGATE_ECC)):
+            for error, etype in (("corrected", N.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+                                 ("uncorrected", N.NVML_MEMORY_ERROR_TYPE_UNCORRECTED)):
+                n = c(s, "nvmlDeviceGetTotalEccErrors", N.nvmlDeviceGetTotalEccErrors, h, etype, ctype)
+                if n is not None:
+                    s.ecc_errors[(counter, error)] = n
+        for cause, code in (("multiple_single_bit_ecc", N.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS),
+                            ("double_bit_ecc", N.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)):
+            pages = c(s, "nvmlDeviceGetRetiredPages", N.nvmlDeviceGetRetiredPages, h, code)
+            if pages is not None:
+                s.retired_pages[cause] = len(pages)
+        pending = c(s, "nvmlDeviceGetRetiredPagesPendingStatus", N.nvmlDeviceGetRetiredPagesPendingStatus, h)
+        s.retired_pages_pending = bool(pending) if pending is not None else None
+        rows = c(s, "nvmlDeviceGetRemappedRows", N.nvmlDeviceGetRemappedRows, h)
+        if rows is not None:
+            s.remapped_rows = {"corrected": rows[0], "uncorrected": rows[1]}
+            s.row_remap_pending, s.row_remap_failure = bool(rows[2]), bool(rows[3])
+
+        s.pcie_link_generation = c(s, "nvmlDeviceGetCurrPcieLinkGeneration",
+                                   N.nvmlDeviceGetCurrPcieLinkGeneration, h)
+        s.pcie_link_width = c(s, "nvmlDeviceGetCurrPcieLinkWidth", N.nvmlDeviceGetCurrPcieLinkWidth, h)
+        s.pcie_replays = c(s, "nvmlDeviceGetPcieReplayCounter", N.nvmlDeviceGetPcieReplayCounter, h)
+        procs = c(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses, h)
+        s.compute_processes = len(procs) if procs is not None else None
+
+    def _watch_xids(self):
+        """Wait on an NVML event set for XID events; per GPU and XID keep a count and the last time."""
+        try:
+            events = N.nvmlEventSetCreate()
+            count = N.nvmlDeviceGetCount()
+        except N.NVMLError as e:
+            self._count_error("nvmlEventSetCreate", e.value)
+            return
+        handles = {}
+        for i in range(count):
+            try:
+                h = N.nvmlDeviceGetHandleByIndex(i)
+                N.nvmlDeviceRegisterEvents(h, N.nvmlEventTypeXidCriticalError, events)
+                handles[ctypes.cast(h, ctypes.c_void_p).value] = i
+            except N.NVMLError as e:  # a lost GPU or one without events: watch the others
+                if e.value not in _ABSENT:
+                    self._count_error("nvmlDeviceRegisterEvents", e.value)
+        if not handles:
+            N.nvmlEventSetFree(events)
+            return
+        while not self._stop.is_set():
+            try:
+                data = N.nvmlEventSetWait(events, 200)
+            except N.NVMLError as e:
+                if e.value != N.NVML_ERROR_TIMEOUT:
+                    self._count_error("nvmlEventSetWait", e.value)
+                    self._stop.wait(1.0)
+                continue
+            gpu = handles.get(ctypes.cast(data.device, ctypes.c_void_p).value)
+            if gpu is None:
+                continue
+            key = (gpu, int(data.eventData))
+            with self._lock:
+                n, _ = self._xids.get(key, (0, 0.0))
+                self._xids[key] = [n + 1, self.clock()]
+        N.nvmlEventSetFree(events)

@@ -1,0 +1,112 @@
+"""A simulated GPU fleet for machines without GPUs, described in YAML (see default_fleet.yaml).
+
+Each GPU's utilisation follows a sine wave plus seeded noise; memory, temperature, power and clocks
+follow from it. Readings are a function of the seed and the clock passed in, so tests can replay them.
+"""
+
+import math
+import os
+import random
+import time
+
+from exporter import yamlfile
+from exporter.errors import ProblemList
+from exporter.gpu.snapshot import GpuSnapshot
+from exporter.routing.memory import parse_size
+
+DEFAULT_FLEET = os.path.join(os.path.dirname(__file__), "default_fleet.yaml")
+_KEYS = {"name", "memory_total", "power_limit", "idle_power", "base_utilization", "wave_amplitude",
+         "wave_period_seconds", "extra_temperature", "power_reads_na", "lost"}
+
+
+def load_fleet(path=None):
+    path = path or DEFAULT_FLEET
+    data, lines = yamlfile.load(path)
+    problems = []
+    gpus = data.get("gpus") if isinstance(data, dict) else None
+    if not isinstance(gpus, list) or not gpus:
+        raise ProblemList(path, [(1, "a fleet needs a non-empty 'gpus' list")])
+    fleet = []
+    for i, g in enumerate(gpus):
+        if not isinstance(g, dict):
+            problems.append((lines.get(("gpus", i)), "each GPU is a mapping"))
+            continue
+        for key in g:
+            if key not in _KEYS:
+                problems.append((lines.get(("gpus", i, key)), f"unknown GPU key {key!r}"))
+        try:
+            total = parse_size(g.get("memory_total", "16GiB"))
+        except ValueError as e:
+            problems.append((lines.get(("gpus", i, "memory_total")), str(e)))
+            continue
+        fleet.append(dict(g, memory_total=total))
+    if problems:
+        raise ProblemList(path, problems)
+    return int(data.get("seed", 0)), fleet
+
+
+class SimulatedBackend:
+    name = "simulated"
+
+    def __init__(self, fleet_path=None, clock=time.time):
+        self.seed, self.fleet = load_fleet(fleet_path)
+        self.clock = clock
+        self.started = clock()
+        self.error_counts = {}
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def read(self):
+        now = self.clock()
+        return [self._gpu(i, g, now) for i, g in enumerate(self.fleet)]
+
+    def _gpu(self, i, g, now):
+        rng = random.Random(self.seed * 1_000_003 + i * 7919 + int(now))
+        period = float(g.get("wave_period_seconds", 60))
+        phase = 2 * math.pi * ((now / period) + i / max(len(self.fleet), 1))
+        util = g.get("base_utilization", 0.4) + g.get("wave_amplitude", 0.2) * math.sin(phase)
+        util = min(1.0, max(0.0, util + rng.uniform(-0.05, 0.05)))
+        s = GpuSnapshot(index=i, name=g.get("name", "Simulated GPU"),
+                        uuid=f"GPU-5{self.seed:07x}-0000-4000-8000-{i:012x}",
+                        pci_bus_id=f"00000000:{0x18 + i:02X}:00.0", driver_version="simulated",
+                        cuda_driver_version="12.4", vbios_version="simulated", mig_mode=False)
+        if g.get("lost"):
+            s.up = False
+            return s
+        total = g["memory_total"]
+        s.memory_total = total
+        s.memory_reserved = total // 100
+        s.memory_used = int(total * min(0.97, 0.08 + 0.7 * util))
+        s.memory_free = total - s.memory_used - s.memory_reserved
+        s.utilization = round(util, 2)
+        s.memory_utilization = round(util * 0.6, 2)
+        s.temperature = round(32 + 50 * util + g.get("extra_temperature", 0) + rng.uniform(-1, 1))
+        limit = float(g.get("power_limit", 300))
+        idle = float(g.get("idle_power", limit / 10))
+        s.power_limit = s.enforced_power_limit = limit
+        if not g.get("power_reads_na"):
+            s.power = round(idle + (limit - idle) * util * 0.92, 1)
+            # A counter: the energy of a load at the wave's mean since the simulation started.
+            s.energy = round((idle + (limit - idle) * g.get("base_utilization", 0.4) * 0.92)
+                             * (now - self.started + 3600.0), 3)
+        boost = 1980e6 if "H100" in s.name else 1590e6
+        s.clocks = {"sm": boost * (0.5 + 0.5 * util), "graphics": boost * (0.5 + 0.5 * util),
+                    "memory": 2619e6 if "H100" in s.name else 5001e6}
+        s.max_clocks = {"sm": boost, "graphics": boost, "memory": s.clocks["memory"]}
+        s.performance_state = 0 if util > 0.1 else 8
+        s.clock_events = {"gpu_idle": util < 0.05, "sw_power_cap": util > 0.9,
+                          "hw_thermal": s.temperature >= 88, "sw_thermal": s.temperature >= 85}
+        s.ecc_errors = {("volatile", "corrected"): 0, ("volatile", "uncorrected"): 0,
+                        ("aggregate", "corrected"): 0, ("aggregate", "uncorrected"): 0}
+        s.remapped_rows = {"corrected": 0, "uncorrected": 0}
+        s.row_remap_pending = s.row_remap_failure = False
+        s.pcie_link_generation, s.pcie_link_width, s.pcie_replays = (5, 16, 0) if "H100" in s.name else (3, 16, 0)
+        s.compute_processes = 1 + int(util * 3)
+        return s

@@ -1,0 +1,1 @@
+"""Routing core: model registry, GPU-aware selector and the selection log."""

@@ -1,0 +1,108 @@
+"""Convert the legacy MODEL_REGISTRY.json and task_categories.json into the orchex registry YAML.
+
+Kept: everything the selector uses (memory variants, categories, agent types, context length,
+numeric benchmark scores, category candidates, benchmark lists, routing rules). Dropped, with a note:
+benchmark values that are not numbers, and free-text fields the selector never reads.
+"""
+
+import json
+
+import yaml
+
+from exporter.errors import UsageError
+from exporter.routing.memory import format_size, parse_variants
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+
+
+def convert(registry_path, categories_path):
+    """(registry dict ready for YAML, notes): notes say what was dropped or added."""
+    reg, cats = _read_json(registry_path), _read_json(categories_path)
+    notes = []
+    if not isinstance(reg, dict) or not isinstance(reg.get("models"), list):
+        raise UsageError(f"{registry_path}:1: expected an object with a 'models' list")
+    raw_cats = cats.get("categories") if isinstance(cats, dict) else None
+    if isinstance(raw_cats, list):  # the pre-migration, array-shaped file
+        raw_cats = {c.get("id") or c.get("name"): c for c in raw_cats if isinstance(c, dict)}
+    if not isinstance(raw_cats, dict):
+        raise UsageError(f"{categories_path}:1: expected an object with 'categories'")
+
+    models = []
+    for m in reg["models"]:
+        name = m.get("name")
+        out = {"name": name, "hf_repo": m.get("hf_repo", "")}
+        if m.get("description"):
+            out["description"] = m["description"]
+        try:
+            variants = parse_variants(m.get("gpu_memory", ""))
+            multi = len(variants) > 1
+            out["memory"] = {v: format_size(b) for v, b in variants} if multi else m["gpu_memory"]
+        except ValueError as e:
+            notes.append(f"model {name}: gpu_memory kept as written, it does not parse: {e}")
+            out["memory"] = m.get("gpu_memory", "")
+        out["categories"] = list(m.get("orchestration_categories") or [])
+        out["agent_types"] = list(m.get("agent_types") or [])
+        ctx = (m.get("specifications") or {}).get("context_length")
+        if ctx is not None:
+            try:
+                out["context_length"] = int(ctx)
+            except ValueError:
+                notes.append(f"model {name}: context_length {ctx!r} is not a number; dropped")
+        scores = {}
+        for bench, value in (m.get("benchmarks") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                scores[bench] = value
+            else:
+                notes.append(f"model {name}: benchmark {bench}={value!r} is not a number; dropped")
+        if scores:
+            out["benchmarks"] = scores
+        models.append(out)
+
+    categories = {}
+    for cid, c in raw_cats.items():
+        categories[cid] = {
+            "name": c.get("name", cid),
+            "description": c.get("description", ""),
+            "models": list(c.get("models") or []),
+            "agent_types": list(c.get("agent_types") or []),
+            "benchmarks": {b["name"] if isinstance(b, dict) else str(b): 1.0
+                           for b in c.get("benchmarks") or []},
+        }
+    # A category that models declare but the categories file lacks would make those models unroutable
+    # for it and would change which category is their primary; keep it as a category of its own.
+    for m in models:
+        for cid in m["categories"]:
+            if cid not in categories:
+                declared = [x for x in models if cid in x["categories"]]
+                categories[cid] = {
+                    "name": cid, "description": "declared by models; absent from the legacy categories file",
+                    "models": [x["name"] for x in declared],
+                    "agent_types": sorted({a for x in declared for a in x["agent_types"]}),
+                    "benchmarks": {},
+                }
+                notes.append(f"category {cid}: declared by {', '.join(x['name'] for x in declared)} "
+                             "but missing from the categories file; added")
+
+    rules = (cats.get("routing_rules") or {}) if isinstance(cats, dict) else {}
+    routing = {}
+    if rules.get("default_category"):
+        routing["default_category"] = rules["default_category"]
+    if rules.get("fallback_model"):
+        routing["fallback_model"] = rules["fallback_model"]
+    classes = {k: v["max_model_memory"] for k, v in (rules.get("gpu_constraints") or {}).items()
+               if isinstance(v, dict) and "max_model_memory" in v}
+    if classes:
+        routing["gpu_classes"] = classes
+    return {"version": 1, "models": models, "categories": categories, "routing": routing}, notes
+
+
+def dump(data):
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)

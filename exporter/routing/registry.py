@@ -1,0 +1,255 @@
+"""The model registry: models, task categories and routing rules, read from YAML and validated.
+
+Every problem in a file is collected and reported at once as `FILE:LINE: message`.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+from exporter import yamlfile
+from exporter.errors import ProblemList
+from exporter.routing.memory import parse_size, parse_variants
+
+AGENT_TYPES = ("inference", "tool", "orchestrator")
+DEFAULT_PATH = os.path.join(os.path.dirname(__file__), "default_registry.yaml")
+DEFAULT_GPU_CLASSES = {"t4_16gb": 14 * 10**9, "a100_40gb": 38 * 10**9, "a100_80gb": 76 * 10**9}
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    hf_repo: str
+    variants: tuple  # ((variant, bytes), ...) ascending by bytes
+    categories: tuple  # first is the primary
+    agent_types: frozenset
+    context_length: int | None = None
+    benchmarks: dict = field(default_factory=dict, hash=False, compare=False)
+    description: str = ""
+
+    @property
+    def min_memory(self):
+        return self.variants[0][1]
+
+
+@dataclass(frozen=True)
+class Category:
+    id: str
+    name: str
+    models: tuple  # candidate names in preference order
+    agent_types: frozenset
+    benchmarks: dict = field(default_factory=dict, hash=False, compare=False)  # name -> weight
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A model as a candidate of one category, with what the selector derives from that pairing."""
+
+    model: Model
+    position: int  # order among the category's candidates: the tie-breaker after the score
+    confidence: float  # 0.95 sole category, 0.9 primary, 0.7 secondary
+    primary: bool
+    benchmark: float | None  # weighted mean of the category's benchmarks the model has scores for
+
+
+@dataclass(frozen=True, eq=False)
+class Registry:
+    models: dict  # name -> Model, in file order
+    categories: dict  # id -> Category, in file order
+    default_category: str | None
+    fallback_model: str | None
+    gpu_classes: dict  # name -> bytes
+    digest: str  # sha256 of the source text: identifies the registry in pushed benchmark results
+    source: str = ""
+    candidates: dict = field(default_factory=dict)  # category id -> (Entry, ...) in preference order
+
+
+def entry(model, category, position):
+    """How `model` stands as a candidate for `category`."""
+    cats = model.categories
+    if category.id in cats:
+        primary = cats[0] == category.id
+        confidence = 0.95 if len(cats) == 1 else 0.9 if primary else 0.7
+    else:  # listed by the category without declaring it: a secondary use
+        primary, confidence = False, 0.7
+    weights = {b: w for b, w in category.benchmarks.items() if b in model.benchmarks and w > 0}
+    total = sum(weights.values())
+    bench = sum(model.benchmarks[b] * w for b, w in weights.items()) / total if total else None
+    return Entry(model, position, confidence, primary, bench)
+
+
+def _candidates(models, categories):
+    """The category's own list first, then the models that declare the category, in file order."""
+    out = {}
+    for cid, cat in categories.items():
+        names = list(cat.models) + [m.name for m in models.values()
+                                    if cid in m.categories and m.name not in cat.models]
+        out[cid] = tuple(entry(models[n], cat, i) for i, n in enumerate(names) if n in models)
+    return out
+
+
+def load(path=None):
+    path = path or DEFAULT_PATH
+    data, lines = yamlfile.load(path)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return build(data, lines, path, digest)
+
+
+def loads(text, path="<string>"):
+    data, lines = yamlfile.loads(text, path)
+    return build(data, lines, path, hashlib.sha256(text.encode()).hexdigest())
+
+
+def build(data, lines, path, digest=""):
+    """Registry from parsed YAML, or ProblemList naming every problem with its line."""
+    problems = []
+
+    def bad(at, msg):
+        while at and at not in lines:
+            at = at[:-1]
+        problems.append((lines.get(at, 0), msg))
+
+    if not isinstance(data, dict):
+        raise ProblemList(path, [(1, "a registry is a mapping with keys models, categories, routing")])
+    for key in data:
+        if key not in ("version", "models", "categories", "routing"):
+            bad((key,), f"unknown top-level key {key!r}")
+
+    models, placed = {}, []  # placed: (index in the file, model) of each model kept
+    raw_models = data.get("models") or []
+    if not isinstance(raw_models, list):
+        bad(("models",), "models must be a list")
+        raw_models = []
+    for i, m in enumerate(raw_models):
+        model = _model(m, ("models", i), bad)
+        if model is None:
+            continue
+        if model.name in models:
+            bad(("models", i, "name"), f"duplicate model {model.name!r}")
+            continue
+        models[model.name] = model
+        placed.append((i, model))
+
+    categories = {}
+    raw_cats = data.get("categories") or {}
+    if not isinstance(raw_cats, dict):
+        bad(("categories",), "categories must be a mapping of id to category")
+        raw_cats = {}
+    for cid, c in raw_cats.items():
+        cat = _category(str(cid), c, ("categories", cid), bad)
+        if cat is not None:
+            categories[cat.id] = cat
+
+    for i, model in placed:
+        for j, cid in enumerate(model.categories):
+            if cid not in categories:
+                bad(("models", i, "categories", j), f"model {model.name!r} names unknown category {cid!r}")
+    for cid, c in raw_cats.items():
+        for j, name in enumerate((c.get("models") or []) if isinstance(c, dict) else []):
+            if name not in models:
+                bad(("categories", cid, "models", j), f"category {cid!r} names unknown model {name!r}")
+
+    routing = data.get("routing") or {}
+    if not isinstance(routing, dict):
+        bad(("routing",), "routing must be a mapping")
+        routing = {}
+    for key in routing:
+        if key not in ("default_category", "fallback_model", "gpu_classes"):
+            bad(("routing", key), f"unknown routing key {key!r}")
+    default_category = routing.get("default_category")
+    if default_category is not None and default_category not in categories:
+        bad(("routing", "default_category"), f"default_category {default_category!r} is not a category")
+    fallback = routing.get("fallback_model")
+    if fallback is not None and fallback not in models:
+        bad(("routing", "fallback_model"), f"fallback_model {fallback!r} is not a model")
+    gpu_classes = dict(DEFAULT_GPU_CLASSES)
+    raw_classes = routing.get("gpu_classes", {})
+    if not isinstance(raw_classes, dict):
+        bad(("routing", "gpu_classes"), "gpu_classes must map a class name to a memory size")
+        raw_classes = {}
+    for name, size in raw_classes.items():
+        try:
+            gpu_classes[str(name)] = parse_size(size)
+        except ValueError as e:
+            bad(("routing", "gpu_classes", name), f"GPU class {name!r}: {e}")
+
+    if problems:
+        raise ProblemList(path, problems)
+    return Registry(models, categories, default_category, fallback, gpu_classes, digest, str(path),
+                    _candidates(models, categories))
+
+
+def _strings(value, at, what, bad):
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        bad(at, f"{what} must be a list of names")
+        return []
+    return value
+
+
+def _model(m, at, bad):
+    if not isinstance(m, dict):
+        bad(at, "a model is a mapping with at least name and memory")
+        return None
+    known = ("name", "hf_repo", "memory", "categories", "agent_types", "context_length", "benchmarks",
+             "description")
+    for key in m:
+        if key not in known:
+            bad(at + (key,), f"unknown model key {key!r}")
+    name = m.get("name")
+    if not isinstance(name, str) or not name:
+        bad(at, "model without a name")
+        return None
+    ok = True
+    try:
+        variants = tuple(sorted(parse_variants(m.get("memory", "")), key=lambda v: v[1]))
+    except ValueError as e:
+        bad(at + ("memory",), f"model {name!r}: unparseable memory: {e}")
+        ok = False
+    agents = _strings(m.get("agent_types"), at + ("agent_types",), "agent_types", bad)
+    for j, a in enumerate(agents):
+        if a not in AGENT_TYPES:
+            bad(at + ("agent_types", j), f"model {name!r}: unknown agent type {a!r} "
+                f"(expected one of {', '.join(AGENT_TYPES)})")
+    ctx = m.get("context_length")
+    if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0):
+        bad(at + ("context_length",), f"model {name!r}: context_length must be a positive integer")
+        ok = False
+    benchmarks = m.get("benchmarks") or {}
+    if not isinstance(benchmarks, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in benchmarks.values()):
+        bad(at + ("benchmarks",), f"model {name!r}: benchmarks must map a benchmark name to a number")
+        ok = False
+    cats = _strings(m.get("categories"), at + ("categories",), "categories", bad)
+    if not ok:
+        return None
+    return Model(name, str(m.get("hf_repo") or ""), variants, tuple(cats), frozenset(agents), ctx,
+                 {str(k): float(v) for k, v in benchmarks.items()}, str(m.get("description") or ""))
+
+
+def _category(cid, c, at, bad):
+    if not isinstance(c, dict):
+        bad(at, f"category {cid!r} must be a mapping")
+        return None
+    for key in c:
+        if key not in ("name", "description", "models", "agent_types", "benchmarks"):
+            bad(at + (key,), f"unknown category key {key!r}")
+    names = _strings(c.get("models"), at + ("models",), "models", bad)
+    if len(set(names)) != len(names):
+        bad(at + ("models",), f"category {cid!r} lists a model twice")
+    agents = _strings(c.get("agent_types"), at + ("agent_types",), "agent_types", bad)
+    for j, a in enumerate(agents):
+        if a not in AGENT_TYPES:
+            bad(at + ("agent_types", j), f"category {cid!r}: unknown agent type {a!r}")
+    weights = c.get("benchmarks") or {}
+    if isinstance(weights, list):  # a plain list of names weighs each benchmark 1
+        weights = {str(b): 1.0 for b in weights}
+    if not isinstance(weights, dict) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
+        bad(at + ("benchmarks",), f"category {cid!r}: benchmarks must map a name to a weight >= 0")
+        weights = {}
+    return Category(cid, str(c.get("name") or cid), tuple(names), frozenset(agents),
+                    {str(k): float(v) for k, v in weights.items()}, str(c.get("description") or ""))

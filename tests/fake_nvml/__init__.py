@@ -1,0 +1,57 @@
+"""Build the fake libnvidia-ml.so.1 and write its scenario files."""
+
+import os
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.join(os.path.dirname(HERE), ".build")
+LIB = os.path.join(BUILD, "libnvidia-ml.so.1")
+
+
+def build():
+    """Compile the fake with cc (once; again when the source is newer). Returns its folder."""
+    src = os.path.join(HERE, "fake_nvml.c")
+    if not os.path.exists(LIB) or os.path.getmtime(LIB) < os.path.getmtime(src):
+        os.makedirs(BUILD, exist_ok=True)
+        subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-Wl,-soname,libnvidia-ml.so.1",
+                        "-o", LIB + ".tmp", src, "-lpthread"], check=True)
+        os.replace(LIB + ".tmp", LIB)
+    return BUILD
+
+
+def gpu(index, **over):
+    """A plausible H100 as scenario keys; `over` replaces or removes (value None) keys."""
+    g = {
+        "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-00000000-0000-0000-0000-{index:012d}",
+        "pci_bus_id": f"00000000:{0x18 + index:02X}:00.0", "vbios": "96.00.99.00.01", "serial": f"165322{index:07d}",
+        "mig_mode": 0, "util_gpu": 45, "util_memory": 20, "util_encoder": 0, "util_decoder": 3,
+        "memory_total": 85520809984, "memory_used": 8589934592, "memory_reserved": 566231040,
+        "temperature": 40, "memory_temperature": 44, "power_mw": 150000, "power_limit_mw": 700000,
+        "enforced_power_limit_mw": 700000, "energy_mj": 123456789, "clock_graphics": 1755, "clock_sm": 1755,
+        "clock_memory": 2619, "clock_video": 1545, "max_clock_graphics": 1980, "max_clock_sm": 1980,
+        "max_clock_memory": 2619, "max_clock_video": 1545, "pstate": 0, "clock_events": 0x4,
+        "ecc_volatile_corrected": 2, "ecc_volatile_uncorrected": 0, "ecc_aggregate_corrected": 10,
+        "ecc_aggregate_uncorrected": 0, "retired_pages_sbe": 0, "retired_pages_dbe": 0,
+        "retired_pages_pending": 0, "remapped_corrected": 1, "remapped_uncorrected": 0, "remap_pending": 0,
+        "remap_failure": 0, "pcie_gen": 5, "pcie_width": 16, "pcie_replays": 0, "processes": 2,
+    }
+    for k, v in over.items():
+        if v is None:
+            g.pop(k, None)
+        else:
+            g[k] = v
+    return g
+
+
+def write(path, gpus, events=(), **top):
+    """Write a scenario: `gpus` is a list of gpu() dicts, `events` (gpu, xid) pairs."""
+    lines = [f"{k}={v}" for k, v in {"driver_version": "550.54.15", "cuda_driver_version": 12040,
+                                     **top}.items()]
+    lines.append(f"gpu_count={len(gpus)}")
+    for i, g in enumerate(gpus):
+        lines += [f"gpu.{i}.{k}={v}" for k, v in g.items()]
+    lines += [f"event.{n}={g}:{x}" for n, (g, x) in enumerate(events)]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,355 @@
+/* A fake libnvidia-ml.so.1 for tests: pynvml loads it through LD_LIBRARY_PATH (or an earlier CDLL of
+ * its absolute path) and our NVML backend runs against it unchanged.
+ *
+ * Its GPUs come from the scenario file named by FAKE_NVML_SCENARIO, one `key=value` a line:
+ *   init_error=9                     nvmlInitWithFlags returns this code
+ *   driver_version=550.54.15         cuda_driver_version=12040
+ *   gpu_count=2
+ *   gpu.0.name=...  gpu.0.util_gpu=45  ...      a field absent from the file reads NOT_SUPPORTED
+ *   gpu.0.fail.nvmlDeviceGetPowerUsage=999      that call on that GPU returns the code
+ *   gpu.1.lost=1                                every call on GPU 1 returns GPU_IS_LOST
+ *   event.0=1:79                                an XID event (GPU 1, XID 79), delivered once, in order
+ * The file is re-read whenever its size or mtime changes, so a test can change a GPU between reads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <pthread.h>
+
+typedef int nvmlReturn_t;
+enum { OK = 0, UNINIT = 1, INVALID = 2, NOT_SUPPORTED = 3, INSUFFICIENT_SIZE = 7, TIMEOUT = 10,
+       GPU_IS_LOST = 15, UNKNOWN = 999 };
+#define MAXGPU 64
+#define MAXKV 4096
+#define MAXEV 256
+
+typedef struct { int index; } device_t;
+static device_t devices[MAXGPU];
+/* Readers take `cur` once; a reload builds a new table and swaps the pointer. Old tables are never
+ * freed: the XID thread may still be reading one, and a test reloads only a few times. */
+typedef struct { int n; char *k[MAXKV], *v[MAXKV]; } table_t;
+static table_t empty, *volatile cur = &empty;
+static int initialized, delivered;
+static long long loaded_mtime = -1, loaded_size = -1;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void load(void) {
+    const char *path = getenv("FAKE_NVML_SCENARIO");
+    struct stat st;
+    if (!path || stat(path, &st) != 0) return;
+    long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    if (mt == loaded_mtime && st.st_size == loaded_size) return;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    table_t *t = calloc(1, sizeof *t);
+    char line[1024];
+    while (fgets(line, sizeof line, f) && t->n < MAXKV) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *eq = strchr(line, '=');
+        if (!eq || line[0] == '#') continue;
+        *eq = 0;
+        t->k[t->n] = strdup(line);
+        t->v[t->n] = strdup(eq + 1);
+        t->n++;
+    }
+    fclose(f);
+    __sync_synchronize();
+    cur = t;
+    loaded_mtime = mt;
+    loaded_size = st.st_size;
+}
+
+static const char *get(const char *key) {
+    table_t *t = cur;
+    for (int i = 0; i < t->n; i++) if (strcmp(t->k[i], key) == 0) return t->v[i];
+    return NULL;
+}
+
+static const char *gget(int gpu, const char *key) {
+    char k[256];
+    snprintf(k, sizeof k, "gpu.%d.%s", gpu, key);
+    return get(k);
+}
+
+static int gpu_count(void) {
+    const char *v = get("gpu_count");
+    return v ? atoi(v) : 0;
+}
+
+/* Common prologue of a device call: the error to return, or OK. */
+static nvmlReturn_t check(void *dev, const char *fn) {
+    if (!initialized) return UNINIT;
+    if (!dev) return INVALID;
+    int g = ((device_t *)dev)->index;
+    const char *lost = gget(g, "lost");
+    if (lost && atoi(lost)) return GPU_IS_LOST;
+    char k[160];
+    snprintf(k, sizeof k, "fail.%s", fn);
+    const char *code = gget(g, k);
+    return code ? atoi(code) : OK;
+}
+
+#define DEV(h) (((device_t *)(h))->index)
+#define PRE(h) nvmlReturn_t _r = check(h, __func__); if (_r) return _r; int g = DEV(h);
+
+static nvmlReturn_t uint_field(int g, const char *key, unsigned int *out) {
+    const char *v = gget(g, key);
+    if (!v) return NOT_SUPPORTED;
+    *out = (unsigned int)strtoul(v, NULL, 10);
+    return OK;
+}
+
+static nvmlReturn_t ull_field(int g, const char *key, unsigned long long *out) {
+    const char *v = gget(g, key);
+    if (!v) return NOT_SUPPORTED;
+    *out = strtoull(v, NULL, 10);
+    return OK;
+}
+
+static nvmlReturn_t str_field(int g, const char *key, char *buf, unsigned int len) {
+    const char *v = gget(g, key);
+    if (!v) return NOT_SUPPORTED;
+    if (strlen(v) + 1 > len) return INSUFFICIENT_SIZE;
+    strcpy(buf, v);
+    return OK;
+}
+
+nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
+    (void)flags;
+    pthread_mutex_lock(&mu);
+    load();
+    const char *e = get("init_error");
+    int err = e ? atoi(e) : 0;
+    if (!err) initialized++;
+    pthread_mutex_unlock(&mu);
+    return err;
+}
+nvmlReturn_t nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
+nvmlReturn_t nvmlShutdown(void) { if (initialized) initialized--; return OK; }
+
+const char *nvmlErrorString(nvmlReturn_t r) {
+    switch (r) {
+    case OK: return "Success";
+    case NOT_SUPPORTED: return "Not Supported";
+    case GPU_IS_LOST: return "GPU is lost";
+    case TIMEOUT: return "Timeout";
+    default: return "Unknown Error";
+    }
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *buf, unsigned int len) {
+    const char *v = get("driver_version");
+    if (!v) return NOT_SUPPORTED;
+    snprintf(buf, len, "%s", v);
+    return OK;
+}
+nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *v) {
+    const char *s = get("cuda_driver_version");
+    if (!s) return NOT_SUPPORTED;
+    *v = atoi(s);
+    return OK;
+}
+nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *v) { return nvmlSystemGetCudaDriverVersion_v2(v); }
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
+    if (!initialized) return UNINIT;
+    pthread_mutex_lock(&mu);
+    load();
+    pthread_mutex_unlock(&mu);
+    *n = gpu_count();
+    return OK;
+}
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, void **h) {
+    if (!initialized) return UNINIT;
+    pthread_mutex_lock(&mu);
+    load();
+    pthread_mutex_unlock(&mu);
+    if ((int)i >= gpu_count() || i >= MAXGPU) return INVALID;
+    devices[i].index = (int)i;
+    *h = &devices[i];
+    return check(&devices[i], "nvmlDeviceGetHandleByIndex");
+}
+nvmlReturn_t nvmlDeviceGetIndex(void *h, unsigned int *i) { PRE(h) *i = g; return OK; }
+nvmlReturn_t nvmlDeviceGetName(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "name", b, n); }
+nvmlReturn_t nvmlDeviceGetUUID(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "uuid", b, n); }
+nvmlReturn_t nvmlDeviceGetSerial(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "serial", b, n); }
+nvmlReturn_t nvmlDeviceGetVbiosVersion(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "vbios", b, n); }
+
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} pci_t;
+nvmlReturn_t nvmlDeviceGetPciInfo_v3(void *h, pci_t *p) {
+    PRE(h)
+    memset(p, 0, sizeof *p);
+    return str_field(g, "pci_bus_id", p->busId, sizeof p->busId);
+}
+
+nvmlReturn_t nvmlDeviceGetMigMode(void *h, unsigned int *cur, unsigned int *pend) {
+    PRE(h)
+    nvmlReturn_t r = uint_field(g, "mig_mode", cur);
+    if (!r) *pend = *cur;
+    return r;
+}
+
+typedef struct { unsigned int gpu, memory; } util_t;
+nvmlReturn_t nvmlDeviceGetUtilizationRates(void *h, util_t *u) {
+    PRE(h)
+    nvmlReturn_t r = uint_field(g, "util_gpu", &u->gpu);
+    return r ? r : uint_field(g, "util_memory", &u->memory);
+}
+nvmlReturn_t nvmlDeviceGetEncoderUtilization(void *h, unsigned int *u, unsigned int *p) {
+    PRE(h) *p = 1000000; return uint_field(g, "util_encoder", u);
+}
+nvmlReturn_t nvmlDeviceGetDecoderUtilization(void *h, unsigned int *u, unsigned int *p) {
+    PRE(h) *p = 1000000; return uint_field(g, "util_decoder", u);
+}
+
+typedef struct { unsigned long long total, free, used; } mem_t;
+typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } mem2_t;
+nvmlReturn_t nvmlDeviceGetMemoryInfo(void *h, mem_t *m) {
+    PRE(h)
+    nvmlReturn_t r = ull_field(g, "memory_total", &m->total);
+    if (!r) r = ull_field(g, "memory_used", &m->used);
+    if (!r) m->free = m->total - m->used;
+    return r;
+}
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *h, mem2_t *m) {
+    PRE(h)
+    nvmlReturn_t r = ull_field(g, "memory_reserved", &m->reserved);
+    if (!r) r = ull_field(g, "memory_total", &m->total);
+    if (!r) r = ull_field(g, "memory_used", &m->used);
+    if (!r) m->free = m->total - m->used - m->reserved;
+    return r;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(void *h, int sensor, unsigned int *t) {
+    PRE(h) (void)sensor; return uint_field(g, "temperature", t);
+}
+
+typedef struct {
+    unsigned int fieldId, scopeId;
+    long long timestamp, latencyUsec;
+    int valueType;
+    nvmlReturn_t nvmlReturn;
+    union { double d; unsigned int ui; unsigned long ul; unsigned long long ull; long long sll; } value;
+} field_t;
+nvmlReturn_t nvmlDeviceGetFieldValues(void *h, int n, field_t *v) {
+    PRE(h)
+    for (int i = 0; i < n; i++) {
+        v[i].nvmlReturn = NOT_SUPPORTED;
+        if (v[i].fieldId == 82 && uint_field(g, "memory_temperature", &v[i].value.ui) == OK) {
+            v[i].valueType = 1; /* NVML_VALUE_TYPE_UNSIGNED_INT */
+            v[i].nvmlReturn = OK;
+        }
+    }
+    return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(void *h, unsigned int *mw) { PRE(h) return uint_field(g, "power_mw", mw); }
+nvmlReturn_t nvmlDeviceGetPowerManagementLimit(void *h, unsigned int *mw) { PRE(h) return uint_field(g, "power_limit_mw", mw); }
+nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(void *h, unsigned int *mw) { PRE(h) return uint_field(g, "enforced_power_limit_mw", mw); }
+nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) { PRE(h) return ull_field(g, "energy_mj", mj); }
+
+static const char *clock_names[] = {"graphics", "sm", "memory", "video"};
+nvmlReturn_t nvmlDeviceGetClockInfo(void *h, int type, unsigned int *mhz) {
+    PRE(h)
+    if (type < 0 || type > 3) return INVALID;
+    char k[64];
+    snprintf(k, sizeof k, "clock_%s", clock_names[type]);
+    return uint_field(g, k, mhz);
+}
+nvmlReturn_t nvmlDeviceGetMaxClockInfo(void *h, int type, unsigned int *mhz) {
+    PRE(h)
+    if (type < 0 || type > 3) return INVALID;
+    char k[64];
+    snprintf(k, sizeof k, "max_clock_%s", clock_names[type]);
+    return uint_field(g, k, mhz);
+}
+nvmlReturn_t nvmlDeviceGetFanSpeed(void *h, unsigned int *s) { PRE(h) return uint_field(g, "fan", s); }
+nvmlReturn_t nvmlDeviceGetPerformanceState(void *h, int *p) { PRE(h) return uint_field(g, "pstate", (unsigned int *)p); }
+nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(void *h, unsigned long long *r) { PRE(h) return ull_field(g, "clock_events", r); }
+
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(void *h, int errorType, int counterType, unsigned long long *n) {
+    PRE(h)
+    char k[64];
+    snprintf(k, sizeof k, "ecc_%s_%s", counterType ? "aggregate" : "volatile",
+             errorType ? "uncorrected" : "corrected");
+    return ull_field(g, k, n);
+}
+nvmlReturn_t nvmlDeviceGetRetiredPages(void *h, int cause, unsigned int *count, unsigned long long *addrs) {
+    PRE(h)
+    unsigned int n;
+    nvmlReturn_t r = uint_field(g, cause ? "retired_pages_dbe" : "retired_pages_sbe", &n);
+    if (r) return r;
+    if (!addrs) { *count = n; return n ? INSUFFICIENT_SIZE : OK; }
+    if (*count < n) { *count = n; return INSUFFICIENT_SIZE; }
+    for (unsigned int i = 0; i < n; i++) addrs[i] = 0x1000ULL * (i + 1);
+    *count = n;
+    return OK;
+}
+nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(void *h, int *p) { PRE(h) return uint_field(g, "retired_pages_pending", (unsigned int *)p); }
+nvmlReturn_t nvmlDeviceGetRemappedRows(void *h, unsigned int *c, unsigned int *u, unsigned int *p, unsigned int *f) {
+    PRE(h)
+    nvmlReturn_t r = uint_field(g, "remapped_corrected", c);
+    if (!r) r = uint_field(g, "remapped_uncorrected", u);
+    if (!r) r = uint_field(g, "remap_pending", p);
+    if (!r) r = uint_field(g, "remap_failure", f);
+    return r;
+}
+nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(void *h, unsigned int *v) { PRE(h) return uint_field(g, "pcie_gen", v); }
+nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(void *h, unsigned int *v) { PRE(h) return uint_field(g, "pcie_width", v); }
+nvmlReturn_t nvmlDeviceGetPcieReplayCounter(void *h, unsigned int *v) { PRE(h) return uint_field(g, "pcie_replays", v); }
+
+typedef struct { unsigned int pid; unsigned long long used; unsigned int gi, ci; } proc_t;
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned int *count, proc_t *procs) {
+    PRE(h)
+    unsigned int n;
+    nvmlReturn_t r = uint_field(g, "processes", &n);
+    if (r) return r;
+    if (n == 0) { *count = 0; return OK; }
+    if (!procs || *count < n) { *count = n; return INSUFFICIENT_SIZE; }
+    for (unsigned int i = 0; i < n; i++) { procs[i].pid = 1000 + i; procs[i].used = 1ULL << 30; procs[i].gi = procs[i].ci = 0; }
+    *count = n;
+    return OK;
+}
+
+/* XID events. One event set is enough for the backend; events carry the registered device. */
+typedef struct { void *device; unsigned long long eventType, eventData; unsigned int gi, ci; } event_t;
+static int registered[MAXGPU];
+nvmlReturn_t nvmlEventSetCreate(void **set) { if (!initialized) return UNINIT; *set = (void *)1; return OK; }
+nvmlReturn_t nvmlEventSetFree(void *set) { (void)set; return OK; }
+nvmlReturn_t nvmlDeviceRegisterEvents(void *h, unsigned long long types, void *set) {
+    PRE(h) (void)set;
+    if (gget(g, "no_events")) return NOT_SUPPORTED;
+    if (types & 0x8) registered[g] = 1;
+    return OK;
+}
+nvmlReturn_t nvmlEventSetWait_v2(void *set, event_t *data, unsigned int timeout_ms) {
+    (void)set;
+    if (!initialized) return UNINIT;
+    struct timespec step = {0, 10 * 1000000L};
+    for (unsigned int waited = 0;; waited += 10) {
+        pthread_mutex_lock(&mu);
+        load();
+        char k[32];
+        snprintf(k, sizeof k, "event.%d", delivered);
+        const char *ev = get(k);
+        int gpu = -1, xid = 0;
+        if (ev && sscanf(ev, "%d:%d", &gpu, &xid) == 2) delivered++;
+        pthread_mutex_unlock(&mu);
+        if (gpu >= 0 && gpu < MAXGPU && registered[gpu]) {
+            devices[gpu].index = gpu;
+            data->device = &devices[gpu];
+            data->eventType = 0x8;
+            data->eventData = (unsigned long long)xid;
+            data->gi = data->ci = 0xFFFFFFFF;
+            return OK;
+        }
+        if (gpu >= 0) continue; /* an event for an unregistered GPU is dropped, as NVML would */
+        if (waited >= timeout_ms) return TIMEOUT;
+        nanosleep(&step, NULL);
+    }
+}
