@@ -7,14 +7,15 @@ import importlib
 import sys
 
 from exporter import __version__
-from exporter.errors import UsageError
+from exporter.errors import ProblemList, UsageError
 
-COMMANDS = ("select", "registry")
+COMMANDS = ("select", "registry", "gpu-monitor")
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, as for every other bad input
-        raise UsageError(f"{self.prog}: {message}")
+        where = self.prog.partition(" ")[2]
+        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def build_parser():
@@ -36,7 +37,8 @@ def main(argv=None):
             return 2
         return args.run(args) or 0
     except UsageError as e:
-        print(f"orchex: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
+        # A ProblemList is already `FILE:LINE: message` lines; anything else is one line of ours.
+        print(str(e) if isinstance(e, ProblemList) else f"orchex: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

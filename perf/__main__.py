@@ -5,7 +5,7 @@ import pathlib
 import sys
 import tempfile
 
-ALL = ("select",)
+ALL = ("select", "gpu_read")
 
 
 def main(names):

@@ -27,3 +27,36 @@ def default_registry():
     from exporter.routing import registry
 
     return registry.load()
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_dir():
+    """Build the fake libnvidia-ml.so.1 and load it into this process before pynvml looks for the
+    real one: glibc then resolves pynvml's CDLL("libnvidia-ml.so.1") to it by its SONAME."""
+    import ctypes
+
+    import fake_nvml
+
+    folder = fake_nvml.build()
+    ctypes.CDLL(fake_nvml.LIB, mode=ctypes.RTLD_GLOBAL)
+    return folder
+
+
+@pytest.fixture
+def scenario(fake_nvml_dir, tmp_path, monkeypatch):
+    """Write a scenario for the fake NVML: scenario(gpus, events=(), **top) -> its path."""
+    import fake_nvml
+
+    path = str(tmp_path / "scenario.txt")
+    monkeypatch.setenv("FAKE_NVML_SCENARIO", path)
+
+    def write(gpus, events=(), **top):
+        fake_nvml.write(path, gpus, events, **top)
+        return path
+
+    return write
+
+
+def fake_env(fake_nvml_dir, scenario_path):
+    """Environment for a subprocess that must load the fake library."""
+    return {"LD_LIBRARY_PATH": fake_nvml_dir, "FAKE_NVML_SCENARIO": scenario_path}

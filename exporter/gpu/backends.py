@@ -19,7 +19,7 @@ def open_backend(name, fleet=None, notice=None):
             return NvmlBackend()
         except NvmlUnavailable as e:
             if name == "nvml":
-                raise UsageError(f"--gpus nvml: {e}") from None
+                raise UsageError(f"GPU backend nvml: {e}") from None
             (notice or (lambda m: print(m, file=sys.stderr)))(
                 f"orchex: {e}; using the simulated GPU fleet")
     from exporter.gpu.simulated import SimulatedBackend

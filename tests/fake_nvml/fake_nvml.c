@@ -30,7 +30,7 @@ static device_t devices[MAXGPU];
  * freed: the XID thread may still be reading one, and a test reloads only a few times. */
 typedef struct { int n; char *k[MAXKV], *v[MAXKV]; } table_t;
 static table_t empty, *volatile cur = &empty;
-static int initialized, delivered;
+static int initialized, delivered, registered[MAXGPU];
 static long long loaded_mtime = -1, loaded_size = -1;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -121,7 +121,10 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
     load();
     const char *e = get("init_error");
     int err = e ? atoi(e) : 0;
-    if (!err) initialized++;
+    if (!err && initialized++ == 0) {  /* a fresh start: events count from the scenario's first again */
+        delivered = 0;
+        memset(registered, 0, sizeof registered);
+    }
     pthread_mutex_unlock(&mu);
     return err;
 }
@@ -318,7 +321,6 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned int *coun
 
 /* XID events. One event set is enough for the backend; events carry the registered device. */
 typedef struct { void *device; unsigned long long eventType, eventData; unsigned int gi, ci; } event_t;
-static int registered[MAXGPU];
 nvmlReturn_t nvmlEventSetCreate(void **set) { if (!initialized) return UNINIT; *set = (void *)1; return OK; }
 nvmlReturn_t nvmlEventSetFree(void *set) { (void)set; return OK; }
 nvmlReturn_t nvmlDeviceRegisterEvents(void *h, unsigned long long types, void *set) {

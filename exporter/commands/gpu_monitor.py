@@ -1,0 +1,108 @@
+"""`orchex gpu-monitor [INTERVAL] [LOG]`: the legacy console monitor, without its bugs."""
+
+import sys
+
+
+def _interval(text):
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return v
+
+
+def add_parser(sub):
+    p = sub.add_parser("gpu-monitor", help="console GPU monitor with a CSV log",
+                       description="Print one line per GPU every INTERVAL seconds and append it to LOG. "
+                                   "Ctrl+C or SIGTERM prints a summary per GPU and exits 0.")
+    p.add_argument("interval", nargs="?", type=_interval, default=5.0, metavar="INTERVAL",
+                   help="seconds between readings, fractions allowed (default 5)")
+    p.add_argument("log", nargs="?", default="logs/gpu_monitor.log", metavar="LOG",
+                   help="CSV log to append to (default logs/gpu_monitor.log)")
+    p.add_argument("--once", action="store_true", help="one reading, then exit")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: one object per cycle on standard output")
+    p.add_argument("--backend", choices=("auto", "nvml", "simulated"), default="auto")
+    p.add_argument("--fleet", metavar="FILE", help="fleet YAML for the simulated backend")
+    p.set_defaults(run=run)
+
+
+def _open_log(path):
+    import os
+
+    from exporter.errors import UsageError
+    from exporter.gpu.monitor import LOG_HEADER
+
+    try:
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        f = open(path, "ab")
+        if f.tell() == 0:
+            f.write((LOG_HEADER + "\n").encode())
+        else:
+            with open(path, "rb") as r:  # a row cut short by a crash must not swallow the next one
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write(b"\n")
+        f.flush()
+        return f
+    except OSError as e:
+        raise UsageError(f"{path}: cannot append: {e.strerror}") from None
+
+
+def run(args):
+    import json
+    import os
+    import signal
+    import time
+
+    from exporter.gpu import backends
+    from exporter.gpu.monitor import Summary, as_json, console_line, log_row
+
+    backend = backends.open_backend(args.backend, fleet=args.fleet)
+    log = _open_log(args.log)
+    use_colour = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    summary = Summary()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append("SIGTERM"))
+    last = None
+    try:
+        while not stop:
+            started = time.monotonic()
+            now = time.time()
+            snaps = backends.judged(backend.read(), now)
+            summary.add(snaps, 0.0 if last is None else started - last)
+            last = started
+            log.write("".join(log_row(now, s) for s in snaps).encode("utf-8"))
+            log.flush()
+            if args.format == "json":
+                print(json.dumps({"timestamp": now, "backend": backend.name,
+                                  "gpus": [as_json(s) for s in snaps]}), flush=True)
+            else:
+                if use_colour and not args.once:
+                    sys.stdout.write("\033[H\033[J")  # redraw in place, as the legacy monitor did
+                print(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)))
+                for s in snaps:
+                    print(console_line(s, use_colour))
+                sys.stdout.flush()
+            if args.once:
+                return 0
+            # Sleep from cycle start, so the period is the interval however long the reading took.
+            deadline = started + args.interval
+            while not stop and time.monotonic() < deadline:
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.close()
+        backend.close()
+    if last is not None:
+        summary.add([], 0.0)
+        print("\nSummary", file=sys.stderr if args.format == "json" else sys.stdout)
+        for line in summary.lines():
+            print(line, file=sys.stderr if args.format == "json" else sys.stdout)
+    return 0
