@@ -7,9 +7,9 @@ LISTEN ?= :9847
 SELECTION_LOG ?= logs/selection_metrics.csv
 PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc
+SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps clean
+.PHONY: install run test lint perf bench bench-push system-deps docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,14 +33,14 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    --no-install-recommends prometheus prometheus-pushgateway gcc libc6-dev >/dev/null; \
+	    --no-install-recommends prometheus prometheus-pushgateway gcc libc6-dev openssl >/dev/null; \
 	fi
 
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check exporter tests perf
+	$(BIN)/ruff check exporter tests perf tools
 
 perf: install system-deps
 	$(BIN)/python -m perf
@@ -50,6 +50,9 @@ bench: install
 
 bench-push: install
 	$(BIN)/orchex bench --push $(PUSHGATEWAY_URL)
+
+docs: install
+	$(BIN)/python tools/metrics_reference.py --write
 
 clean:
 	rm -rf $(VENV) tests/.build .pytest_cache

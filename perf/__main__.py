@@ -5,7 +5,7 @@ import pathlib
 import sys
 import tempfile
 
-ALL = ("select", "gpu_read")
+ALL = ("select", "gpu_read", "exporter")
 
 
 def main(names):

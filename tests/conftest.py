@@ -60,3 +60,80 @@ def scenario(fake_nvml_dir, tmp_path, monkeypatch):
 def fake_env(fake_nvml_dir, scenario_path):
     """Environment for a subprocess that must load the fake library."""
     return {"LD_LIBRARY_PATH": fake_nvml_dir, "FAKE_NVML_SCENARIO": scenario_path}
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """An `orchex serve` subprocess on a free loopback port, stopped by PID."""
+
+    def __init__(self, args, env=None, scheme="http", wait=True):
+        import time
+
+        self.port = free_port()
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{self.port}", *args],
+            cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if wait:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"orchex serve exited {self.proc.returncode}: {self.proc.stderr.read()}")
+                if "first collection done" in self._peek_log():
+                    return
+                time.sleep(0.05)
+            raise AssertionError("orchex serve did not become ready")
+
+    def _peek_log(self):
+        import urllib.request
+
+        try:
+            ctx = __import__("ssl")._create_unverified_context()
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=1, context=ctx) as r:
+                return "first collection done" if r.status == 200 else ""
+        except Exception as e:  # noqa: BLE001 - not up yet, 503, or auth required
+            return "first collection done" if getattr(e, "code", None) == 401 else ""
+
+    def get(self, path="/metrics", headers=None, **kw):
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10, **kw) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def stop(self, sig=None):
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(*args, env=None, **kw):
+        s = Served(list(args), env, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

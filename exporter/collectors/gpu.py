@@ -1,0 +1,175 @@
+"""The `gpu` collector: orchex_gpu_* and orchex_nvml_* families, read from the GPU backend on scrape.
+
+Scrapes that arrive while a reading is in progress, or within SHARE_SECONDS after it, share that
+reading, so several Prometheus servers (or a retry storm) cost one NVML pass."""
+
+import threading
+import time
+
+from exporter.exposition import Family, labels
+from exporter.gpu.backends import judged
+from exporter.gpu.health import DEFAULT_THRESHOLDS, STATES
+
+SHARE_SECONDS = 0.5
+RETRY_SECONDS = 10.0
+
+# (family, type, help, value from a snapshot): one series per GPU labelled gpu and uuid, omitted
+# when the value is None (the device does not report it).
+PER_GPU = [
+    ("orchex_gpu_utilization_ratio", "gauge", "Share of time a kernel ran on the GPU (0-1).",
+     lambda s: s.utilization),
+    ("orchex_gpu_memory_utilization_ratio", "gauge",
+     "Share of time device memory was read or written (memory interface busy, not memory used).",
+     lambda s: s.memory_utilization),
+    ("orchex_gpu_encoder_utilization_ratio", "gauge", "Video encoder utilisation (0-1).",
+     lambda s: s.encoder_utilization),
+    ("orchex_gpu_decoder_utilization_ratio", "gauge", "Video decoder utilisation (0-1).",
+     lambda s: s.decoder_utilization),
+    ("orchex_gpu_memory_used_bytes", "gauge", "Device memory used.", lambda s: s.memory_used),
+    ("orchex_gpu_memory_free_bytes", "gauge", "Device memory free.", lambda s: s.memory_free),
+    ("orchex_gpu_memory_total_bytes", "gauge", "Device memory installed.", lambda s: s.memory_total),
+    ("orchex_gpu_memory_reserved_bytes", "gauge", "Device memory reserved by the driver.",
+     lambda s: s.memory_reserved),
+    ("orchex_gpu_temperature_celsius", "gauge", "GPU die temperature.", lambda s: s.temperature),
+    ("orchex_gpu_memory_temperature_celsius", "gauge", "Memory (HBM) temperature.",
+     lambda s: s.memory_temperature),
+    ("orchex_gpu_power_watts", "gauge", "Power draw.", lambda s: s.power),
+    ("orchex_gpu_power_limit_watts", "gauge", "Power management limit.", lambda s: s.power_limit),
+    ("orchex_gpu_enforced_power_limit_watts", "gauge", "Power limit the driver enforces.",
+     lambda s: s.enforced_power_limit),
+    ("orchex_gpu_energy_joules", "counter", "Energy consumed since the driver was loaded; rate() gives watts.",
+     lambda s: s.energy),
+    ("orchex_gpu_fan_speed_ratio", "gauge", "Fan speed as a share of its maximum (can exceed 1).",
+     lambda s: s.fan_speed),
+    ("orchex_gpu_performance_state", "gauge", "Performance state: 0 (P0, maximum) to 15 (minimum).",
+     lambda s: s.performance_state),
+    ("orchex_gpu_retired_pages_pending", "gauge", "1 when retired pages wait for a reboot to take effect.",
+     lambda s: s.retired_pages_pending),
+    ("orchex_gpu_row_remap_pending", "gauge", "1 when a row remap waits for a GPU reset.",
+     lambda s: s.row_remap_pending),
+    ("orchex_gpu_row_remap_failure", "gauge", "1 when a row remap failed (NVIDIA's RMA criterion).",
+     lambda s: s.row_remap_failure),
+    ("orchex_gpu_pcie_link_generation", "gauge", "Current PCIe link generation.",
+     lambda s: s.pcie_link_generation),
+    ("orchex_gpu_pcie_link_width", "gauge", "Current PCIe link width (lanes).", lambda s: s.pcie_link_width),
+    ("orchex_gpu_pcie_replays", "counter", "PCIe replay counter.", lambda s: s.pcie_replays),
+    ("orchex_gpu_compute_processes", "gauge", "Compute processes running on the GPU.",
+     lambda s: s.compute_processes),
+]
+CLOCKS = ("sm", "memory", "graphics", "video")
+INFO_LABELS = ("pci_bus_id", "driver_version", "cuda_driver_version", "vbios_version", "serial")
+
+
+class GpuCollector:
+    name = "gpu"
+
+    def __init__(self, open_backend, thresholds=DEFAULT_THRESHOLDS, clock=time.time):
+        """`open_backend()` returns an open backend or raises (NVML unavailable): retried later."""
+        self.open_backend, self.thresholds, self.clock = open_backend, thresholds, clock
+        self.backend = None
+        self.unavailable = None  # why the backend could not be opened
+        self.next_try = 0.0
+        self.lock = threading.Lock()
+        self.shared = (0.0, None)  # (monotonic time of the reading, families)
+
+    def close(self):
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def collect(self, now):
+        with self.lock:
+            taken, families = self.shared
+            if families is not None and time.monotonic() - taken < SHARE_SECONDS:
+                return families
+            families = self._read(now)
+            self.shared = (time.monotonic(), families)
+            return families
+
+    def _read(self, now):
+        if self.backend is None and time.monotonic() >= self.next_try:
+            try:
+                self.backend = self.open_backend()
+                self.unavailable = None
+            except Exception as e:  # noqa: BLE001 - any failure to open means "no NVML now"
+                self.unavailable = str(e)
+                self.next_try = time.monotonic() + RETRY_SECONDS
+        up = Family("orchex_nvml_up", "gauge", "1 when the GPU backend answered this scrape, else 0.")
+        if self.backend is None:
+            up.add(0)
+            return [up]
+        try:
+            snaps = judged(self.backend.read(), now, self.thresholds)
+        except Exception:
+            # nvmlDeviceGetCount failed: the driver went away. Reopen on a later scrape.
+            self.close()
+            self.next_try = time.monotonic() + RETRY_SECONDS
+            up.add(0)
+            return [up] + self._errors()
+        up.add(1)
+        return [up] + gpu_families(snaps) + self._errors()
+
+    def _errors(self):
+        counts = getattr(self.backend, "error_counts", None) or {}
+        f = Family("orchex_nvml_errors", "counter",
+                   "NVML calls that failed with an error other than NOT_SUPPORTED, by function and code.")
+        for (function, code), n in sorted(counts.items()):
+            f.add(n, labels(function=function, code=code), "_total")
+        return [f]
+
+
+def gpu_families(snaps):
+    """The orchex_gpu_* families for judged snapshots."""
+    info = Family("orchex_gpu", "info", "GPU identity; join on gpu/uuid with group_left.")
+    up = Family("orchex_gpu_up", "gauge", "1 when the GPU answered, 0 when it is lost or failing.")
+    state = Family("orchex_gpu_health_state", "gauge",
+                   "1 for the GPU's current health state, 0 for the others (see the README's health model).")
+    per = [Family(n, t, h) for n, t, h, _ in PER_GPU]
+    clocks = Family("orchex_gpu_clock_hertz", "gauge", "Current clock by domain (sm, memory, graphics, video).")
+    max_clocks = Family("orchex_gpu_max_clock_hertz", "gauge", "Maximum clock by domain.")
+    events = Family("orchex_gpu_clock_event_active", "gauge",
+                    "1 while the named clock-event (throttle) reason holds the clocks down.")
+    ecc = Family("orchex_gpu_ecc_errors", "counter",
+                 "ECC errors since the driver was loaded (volatile; a reload resets it), by error.")
+    ecc_life = Family("orchex_gpu_ecc_lifetime_errors", "counter", "ECC errors over the GPU's life (aggregate).")
+    pages = Family("orchex_gpu_retired_pages", "gauge", "Retired memory pages by cause.")
+    rows = Family("orchex_gpu_remapped_rows", "gauge", "Remapped memory rows by error.")
+    xids = Family("orchex_gpu_xid_errors", "counter", "XID events seen since the exporter started, by XID.")
+    xid_last = Family("orchex_gpu_xid_last_timestamp_seconds", "gauge", "Unix time of the last event per XID.")
+    for s in snaps:
+        lab = labels(gpu=s.index, uuid=s.uuid)
+        info.add(1, labels(gpu=s.index, uuid=s.uuid, model_name=s.name,
+                           **{k: getattr(s, k) for k in INFO_LABELS if getattr(s, k) is not None},
+                           **({"mig_mode": "enabled" if s.mig_mode else "disabled"} if s.mig_mode is not None
+                              else {})), "_info")
+        up.add(1 if s.up else 0, lab)
+        for st in STATES:
+            state.add(1 if s.health == st else 0, labels(gpu=s.index, uuid=s.uuid, state=st))
+        if not s.up:
+            continue
+        for fam, (_, typ, _, get) in zip(per, PER_GPU):
+            v = get(s)
+            if v is not None:
+                fam.add(v, lab, "_total" if typ == "counter" else "")
+        for d in CLOCKS:
+            if d in s.clocks:
+                clocks.add(s.clocks[d], labels(gpu=s.index, uuid=s.uuid, clock=d))
+            if d in s.max_clocks:
+                max_clocks.add(s.max_clocks[d], labels(gpu=s.index, uuid=s.uuid, clock=d))
+        for reason, active in sorted(s.clock_events.items()):
+            events.add(1 if active else 0, labels(gpu=s.index, uuid=s.uuid, reason=reason))
+        for (counter, error), n in sorted(s.ecc_errors.items()):
+            target = ecc if counter == "volatile" else ecc_life
+            target.add(n, labels(gpu=s.index, uuid=s.uuid, error=error), "_total")
+        for cause, n in sorted(s.retired_pages.items()):
+            pages.add(n, labels(gpu=s.index, uuid=s.uuid, cause=cause))
+        for error, n in sorted(s.remapped_rows.items()):
+            rows.add(n, labels(gpu=s.index, uuid=s.uuid, error=error))
+    # XID counts survive a GPU going down: that is when they matter most.
+    for s in snaps:
+        for xid in sorted(s.xid_counts):
+            xlab = labels(gpu=s.index, uuid=s.uuid, xid=xid)
+            xids.add(s.xid_counts[xid], xlab, "_total")
+            xid_last.add(s.xid_last_seen[xid], xlab)
+    return [f for f in [info, up, state, *per, clocks, max_clocks, events, ecc, ecc_life, pages, rows, xids,
+                        xid_last] if f.samples]

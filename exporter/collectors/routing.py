@@ -1,0 +1,124 @@
+"""The `routing` collector: orchex_router_* families from the selection logs it follows.
+
+Counts are a pure function of the logs' content: a restart re-reads the logs and arrives at the same
+values. Label values come from files and are untrusted: categories and models of the registry are
+always kept, and at most `max_label_values` other values per label are admitted; the rest are
+counted under `other` (and in orchex_router_label_overflow_total), so a hostile log cannot grow
+memory or series without bound."""
+
+import threading
+
+from exporter.exposition import Family, labels
+from exporter.selectionlog.reader import Follower
+from exporter.selectionlog.rows import REASONS
+from exporter.selectionlog.tally import OTHER, Tally
+
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+           10.0)
+LE = tuple(str(b) for b in BUCKETS) + ("+Inf",)
+
+
+class LabelCap:
+    def __init__(self, known, max_values):
+        self.known, self.max_values = known, max_values  # kind -> set of values always admitted
+        self.extra = {}
+
+    def __call__(self, kind, value):
+        if value in self.known.get(kind, ()):
+            return value
+        extra = self.extra.setdefault(kind, set())
+        if value in extra:
+            return value
+        if len(extra) < self.max_values:
+            extra.add(value)
+            return value
+        return OTHER
+
+
+def known_labels(registry):
+    return {"category": set(registry.categories), "model": set(registry.models)}
+
+
+class RoutingCollector:
+    name = "routing"
+
+    def __init__(self, patterns, registry, max_label_values=100):
+        self.cap = LabelCap(known_labels(registry), max_label_values)
+        self.tally = Tally(buckets=BUCKETS, label=self.cap)
+        self.follower = Follower(patterns, self.tally)
+        self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
+        self.lock = threading.Lock()
+        self.built = (None, [])  # (tally version, families)
+        self._labels = {}
+
+    def set_registry(self, registry):
+        """Adopt a reloaded registry: its names are admitted from now on; counts already made stay."""
+        with self.lock:
+            self.cap.known = known_labels(registry)
+            self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
+            self.built = (None, [])
+
+    def close(self):
+        self.follower.close()
+
+    def collect(self, now):
+        with self.lock:
+            self.follower.poll()
+            version, families = self.built
+            if version != self.tally.version:
+                families = self._families()
+                self.built = (self.tally.version, families)
+            return families
+
+    def _lab(self, **kv):
+        key = tuple(kv.items())
+        s = self._labels.get(key)
+        if s is None:
+            s = self._labels[key] = labels(**kv)
+        return s
+
+    def _families(self):
+        t, lab = self.tally, self._lab
+        sel = Family("orchex_router_selections", "counter",
+                     "Model selections read from the selection logs, by category, model, GPU and whether the "
+                     "category is the model's primary one.")
+        for (c, m, p, g), n in sorted(t.selections.items()):
+            sel.add(n, lab(category=c, model=m, gpu=g, primary="true" if p else "false"), "_total")
+        pairs = dict.fromkeys(self.pairs)
+        pairs.update(dict.fromkeys(sorted(t.pairs)))
+        conf = Family("orchex_router_selection_confidence", "summary",
+                      "Confidence of selections (0-1); rate(_sum)/rate(_count) is the mean.")
+        score = Family("orchex_router_selection_score", "summary",
+                       "Final score of selections; rate(_sum)/rate(_count) is the mean.")
+        fallbacks = Family("orchex_router_fallbacks", "counter",
+                           "Selections flagged as fallbacks (no candidate of the category met the "
+                           "constraints), by category and the model finally chosen.")
+        for c, m in pairs:
+            pl = lab(category=c, model=m)
+            n = t.pairs.get((c, m), 0)
+            conf.add(t.confidence_sum.get((c, m, True), 0.0) + t.confidence_sum.get((c, m, False), 0.0), pl, "_sum")
+            conf.add(n, pl, "_count")
+            score.add(t.score_sum.get((c, m), 0.0), pl, "_sum")
+            score.add(n, pl, "_count")
+            fallbacks.add(t.fallbacks.get((c, m), 0), pl, "_total")
+        hist = Family("orchex_router_selection_duration_seconds", "histogram",
+                      "Time the selector took per selection, from the log's selection_duration_ms.")
+        cats = dict.fromkeys(c for c, _ in self.pairs)
+        cats.update(dict.fromkeys(sorted(t.duration_sum)))
+        for c in cats:
+            cum = 0
+            for i, le in enumerate(LE):
+                cum += t.durations.get((c, i), 0)
+                hist.add(cum, lab(category=c, le=le), "_bucket")
+            hist.add(t.duration_sum.get(c, 0.0) / 1000.0, lab(category=c), "_sum")
+            hist.add(cum, lab(category=c), "_count")
+        rejected = Family("orchex_router_selection_log_parse_errors", "counter",
+                          "Selection-log rows rejected and skipped, by reason.")
+        for reason in REASONS:
+            rejected.add(t.rejected.get(reason, 0), lab(reason=reason), "_total")
+        overflow = Family("orchex_router_label_overflow", "counter",
+                          "Rows whose category, model or gpu value was counted as 'other' because the label "
+                          "already had the maximum number of distinct values.")
+        for kind in ("category", "model", "gpu"):
+            overflow.add(t.overflow.get(kind, 0), lab(label=kind), "_total")
+        return [sel, conf, score, fallbacks, hist, rejected, overflow]

@@ -1,0 +1,83 @@
+"""`orchex demo`: routing traffic through the real selector, appended to a selection log."""
+
+
+def add_parser(sub):
+    p = sub.add_parser("demo", help="generate routing traffic into a selection log",
+                       description="Drive the real selector against the GPU backend's snapshots and append "
+                                   "each decision to a selection log (the embedded default of `make run`).")
+    p.add_argument("--log", default="logs/selection_metrics.csv", metavar="FILE")
+    p.add_argument("--rate", type=float, default=20.0, metavar="PER_SECOND", help="selections per second")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N selections (default: run until stopped)")
+    p.add_argument("--registry", metavar="FILE")
+    p.add_argument("--gpu-backend", choices=("auto", "nvml", "simulated"), default="auto")
+    p.add_argument("--fleet", metavar="FILE")
+    p.add_argument("--policy", choices=("default", "legacy"), default="default")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(run=run)
+
+
+def requests(reg, rng):
+    """Endless (category, Constraints): every category, GPU classes, agent types, preferences."""
+    from exporter.routing.selector import Constraints
+
+    cats = list(reg.categories)
+    classes = [None] + list(reg.gpu_classes.values())
+    names = list(reg.models)
+    while True:
+        cat = rng.choice(cats)
+        agents = sorted(reg.categories[cat].agent_types)
+        yield cat, Constraints(
+            max_memory=rng.choice(classes),
+            agent_type=rng.choice(agents) if agents and rng.random() < 0.5 else None,
+            prefer=frozenset([rng.choice(names)]) if rng.random() < 0.2 else frozenset(),
+        )
+
+
+def run(args):
+    import random
+    import signal
+    import sys
+    import time
+
+    from exporter.errors import UsageError
+    from exporter.gpu import backends
+    from exporter.routing import registry, selector
+    from exporter.routing.selection_log import SelectionLog
+
+    if args.rate <= 0:
+        raise UsageError("--rate: must be positive")
+    reg = registry.load(args.registry)
+    backend = backends.open_backend(args.gpu_backend, fleet=args.fleet)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    rng = random.Random(args.seed)
+    made = failed = 0
+    gpus, read_at = None, 0.0
+    period = 1.0 / args.rate
+    next_at = time.monotonic()
+    try:
+        with SelectionLog(args.log, extra=True) as log:
+            for cat, constraints in requests(reg, rng):
+                if stop or (args.count is not None and made + failed >= args.count):
+                    break
+                if time.monotonic() - read_at >= 1.0:  # GPU readings once a second, as a router would cache
+                    gpus, read_at = backends.judged(backend.read(), time.time()), time.monotonic()
+                started = time.perf_counter()
+                try:
+                    sel = selector.select(reg, cat, constraints, gpus, args.policy)
+                except selector.SelectionError:
+                    failed += 1
+                else:
+                    log.write(sel, time.time(), time.perf_counter() - started)
+                    made += 1
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        backend.close()
+    print(f"orchex demo: {made} selections written to {args.log}, {failed} without a suitable model",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,160 @@
+"""Feed files to a Tally: whole files for reports (`read`), growing files for the exporter (`Follower`).
+
+Files are read in 1 MiB blocks cut at the last newline, so memory stays flat however large the input.
+"""
+
+import glob
+import gzip
+import os
+import sys
+
+from exporter.errors import UsageError
+from exporter.selectionlog.tally import Source
+
+BLOCK = 1 << 20
+
+
+def _feed(tally, src, data, final=False):
+    """Decode bytes of whole lines (and, when final, a last partial one) into the tally."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Only the lines that are not UTF-8 are lost; their neighbours still count.
+        parts = data.split(b"\n")
+        good = []
+        for i, part in enumerate(parts):
+            try:
+                good.append(part.decode("utf-8"))
+            except UnicodeDecodeError:
+                if good:
+                    tally.add_text("\n".join(good) + "\n", src)
+                    good = []
+                tally.reject("encoding", src, src.line)
+                src.line += 1
+                if i == len(parts) - 1:
+                    return
+        text = "\n".join(good)
+    tally.add_text(text, src, final=final)
+
+
+def open_input(path):
+    """A binary stream for a path, `-` (standard input) or a gzip file (by its magic bytes)."""
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    if f.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.open(f)
+    return f
+
+
+def read(path, tally, progress=None):
+    """Count every row of one file; `progress(bytes_read)` is called after each block."""
+    src = Source("<stdin>" if path == "-" else path)
+    f = open_input(path)
+    done, rest = 0, b""
+    try:
+        while True:
+            try:
+                block = f.read(BLOCK)
+            except (OSError, EOFError) as e:
+                raise UsageError(f"{path}: cannot read: {e}") from None
+            if not block:
+                break
+            done += len(block)
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                _feed(tally, src, data[:cut])
+            rest = data[cut:]
+            if progress:
+                progress(done)
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()
+    if rest:
+        _feed(tally, src, rest, final=True)
+    return src
+
+
+def expand(patterns):
+    """Paths for file names and globs, in order, each once; `-` stays as is. A pattern matching
+    nothing is an error naming it."""
+    out = []
+    for p in patterns:
+        matches = [p] if p == "-" or not glob.has_magic(p) else sorted(glob.glob(p))
+        if not matches:
+            raise UsageError(f"{p}: no file matches")
+        out += [m for m in matches if m not in out]
+    return out
+
+
+class Follower:
+    """Follows files named by paths or globs as they grow, rotate and are truncated.
+
+    Each file is held open and known by (device, inode), as `tail -F` does: a file renamed away by
+    rotation is read to its end before it is let go, and its successor under the old name starts
+    from its first byte, so nothing is lost or counted twice; a file that shrinks was truncated and
+    is read again from its start; a last line without its newline waits for the rest of it."""
+
+    def __init__(self, patterns, tally):
+        self.patterns, self.tally = list(patterns), tally
+        self.files = {}  # (dev, ino) -> _Followed
+
+    def poll(self):
+        """Read whatever was appended since the last call; returns the number of bytes read."""
+        current = set()
+        for pattern in self.patterns:
+            for path in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # not there yet, or rotated away between glob and stat
+                key = (st.st_dev, st.st_ino)
+                current.add(key)
+                if key not in self.files:
+                    try:
+                        self.files[key] = _Followed(path)
+                    except OSError:
+                        continue
+        total = 0
+        for key, followed in list(self.files.items()):
+            total += followed.read(self.tally)
+            if key not in current:  # renamed or deleted, and now read to its end
+                followed.close()
+                del self.files[key]
+        return total
+
+    def close(self):
+        for followed in self.files.values():
+            followed.close()
+        self.files.clear()
+
+
+class _Followed:
+    def __init__(self, path):
+        self.f = open(path, "rb")
+        self.offset, self.pending, self.src = 0, b"", Source(path)
+
+    def read(self, tally):
+        if os.fstat(self.f.fileno()).st_size < self.offset:  # truncated in place: what it holds is new
+            self.offset, self.pending, self.src = 0, b"", Source(self.src.name)
+        self.f.seek(self.offset)
+        read = 0
+        while True:
+            block = self.f.read(BLOCK)
+            if not block:
+                break
+            read += len(block)
+            data = self.pending + block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                _feed(tally, self.src, data[:cut])
+            self.pending = data[cut:]
+        self.offset += read
+        return read
+
+    def close(self):
+        self.f.close()

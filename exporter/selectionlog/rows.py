@@ -1,0 +1,56 @@
+"""One selection-log row: its columns, and why a row is rejected.
+
+The legacy file has eight columns; extra columns may follow (orchex writes fallback, reason, policy).
+"""
+
+import re
+
+COLUMNS = ("timestamp", "task_category", "selected_model", "primary_category", "confidence_score",
+           "final_score", "gpu_id", "selection_duration_ms")
+HEADER_LINE = ",".join(COLUMNS)
+# Rejection reasons: a fixed set, so they can be a metric label.
+REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence", "score", "gpu", "duration",
+           "encoding", "quoting", "truncated")
+TIMESTAMP = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
+# Many timestamps joined by newlines: validates a whole column in one C-level match.
+TIMESTAMP_COLUMN = re.compile(r"(?:" + TIMESTAMP.pattern + r"\n)*" + TIMESTAMP.pattern)
+GPU = re.compile(r"\d{1,6}")
+
+
+def number(text):
+    """float(text) for plain decimal numbers only; None for nan, inf, hex or garbage."""
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if v - v == 0 else None  # rejects inf and nan
+
+
+def check(fields):
+    """None when the eight leading fields make a valid row, else the rejection reason."""
+    if len(fields) < 8:
+        return "columns"
+    ts, cat, model, primary, conf, score, gpu, dur = fields[:8]
+    if not TIMESTAMP.fullmatch(ts):
+        return "timestamp"
+    if not cat:
+        return "category"
+    if not model:
+        return "model"
+    if primary not in ("true", "false"):
+        return "primary"
+    c = number(conf)
+    if c is None or not 0 <= c <= 1:
+        return "confidence"
+    if number(score) is None:
+        return "score"
+    if gpu and not GPU.fullmatch(gpu):
+        return "gpu"
+    d = number(dur)
+    if d is None or d < 0:
+        return "duration"
+    return None
+
+
+def is_header(fields):
+    return tuple(fields[:8]) == COLUMNS

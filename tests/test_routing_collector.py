@@ -1,0 +1,118 @@
+"""The routing collector following real files: growth, partial lines, truncation, rotation, restarts,
+label caps. Values are read back through prometheus_client's parser of our exposition."""
+
+import os
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collectors.routing import RoutingCollector
+from exporter.exposition import render
+from exporter.selectionlog.rows import HEADER_LINE
+
+
+def row(s, cat="code", model="google-gemma-3-270m-it", primary="true", conf="0.95", score="70.00", gpu="0",
+        dur="0.004", extra=""):
+    return f"2026-01-23 08:{s // 60:02d}:{s % 60:02d},{cat},{model},{primary},{conf},{score},{gpu},{dur}{extra}\n"
+
+
+def samples(collector):
+    text = render(collector.collect(0))
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def sel(values, cat="code", model="google-gemma-3-270m-it", gpu="0", primary="true"):
+    key = ("orchex_router_selections_total",
+           tuple(sorted({"category": cat, "model": model, "gpu": gpu, "primary": primary}.items())))
+    return values.get(key, 0)
+
+
+def test_counts_scores_histogram_and_precreated_pairs(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n" + row(1) + row(2, gpu="1", score="60.00", dur="12")
+                   + row(3, cat="relational", model="translategemma-27b-it-GGUF", primary="false", conf="0.70"))
+    c = RoutingCollector([str(log)], default_registry)
+    v = samples(c)
+    assert sel(v) == 1 and sel(v, gpu="1") == 1
+    assert sel(v, "relational", "translategemma-27b-it-GGUF", primary="false") == 1
+    pair = (("category", "code"), ("model", "google-gemma-3-270m-it"))
+    assert v[("orchex_router_selection_score_sum", pair)] == 130.0
+    assert v[("orchex_router_selection_score_count", pair)] == 2
+    assert v[("orchex_router_selection_confidence_sum", pair)] == 1.9
+    # pre-created at 0: a registry pair that has not been selected yet
+    unseen = (("category", "code"), ("model", "microsoft-phi-2"))
+    assert v[("orchex_router_selection_score_count", unseen)] == 0
+    assert v[("orchex_router_fallbacks_total", unseen)] == 0
+    h = "orchex_router_selection_duration_seconds"
+    assert v[(h + "_bucket", (("category", "code"), ("le", "0.0001")))] == 1  # 0.004 ms
+    assert v[(h + "_bucket", (("category", "code"), ("le", "0.01")))] == 1
+    assert v[(h + "_bucket", (("category", "code"), ("le", "0.025")))] == 2  # 12 ms
+    assert v[(h + "_bucket", (("category", "code"), ("le", "+Inf")))] == 2
+    assert abs(v[(h + "_sum", (("category", "code"),))] - 0.012004) < 1e-9
+
+
+def test_growth_partial_line_truncation_and_rotation(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n" + row(1))
+    c = RoutingCollector([str(tmp_path / "sel.csv*")], default_registry)
+    assert sel(samples(c)) == 1
+    with open(log, "a") as f:
+        f.write(row(2) + row(3)[:20])  # a partial last line waits for its end
+    assert sel(samples(c)) == 2
+    with open(log, "a") as f:
+        f.write(row(3)[20:])
+    assert sel(samples(c)) == 3
+    os.rename(log, tmp_path / "sel.csv.1")  # rotation: the old file moves, a new one starts
+    with open(tmp_path / "sel.csv.1", "a") as f:
+        f.write(row(4))  # written by the old writer after the rename
+    log.write_text(HEADER_LINE + "\n" + row(5) + row(6))
+    assert sel(samples(c)) == 6
+    assert sel(samples(c)) == 6  # nothing counted twice on the next scrape
+    with open(log, "w") as f:  # truncated in place (copytruncate)
+        f.write(row(7))
+    assert sel(samples(c)) == 7
+
+
+def test_rotation_to_a_name_outside_the_pattern_is_read_to_its_end(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(row(1))
+    c = RoutingCollector([str(log)], default_registry)
+    assert sel(samples(c)) == 1
+    os.rename(log, tmp_path / "old.csv")
+    with open(tmp_path / "old.csv", "a") as f:
+        f.write(row(2))
+    log.write_text(row(3))
+    assert sel(samples(c)) == 3
+
+
+def test_restart_gives_the_same_counters(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n" + "".join(row(i, gpu=str(i % 3)) for i in range(50)) + "bad row\n")
+    first = samples(RoutingCollector([str(log)], default_registry))
+    again = samples(RoutingCollector([str(log)], default_registry))
+    assert first == again
+    assert first[("orchex_router_selection_log_parse_errors_total", (("reason", "columns"),))] == 1
+
+
+def test_label_values_are_capped(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text("".join(row(i, model=f"evil-{i}") for i in range(10)) + row(11))
+    c = RoutingCollector([str(log)], default_registry, max_label_values=3)
+    v = samples(c)
+    models = {dict(k[1])["model"] for k in v if k[0] == "orchex_router_selections_total"}
+    assert models == {"evil-0", "evil-1", "evil-2", "other", "google-gemma-3-270m-it"}
+    assert sel(v, model="other") == 7
+    assert v[("orchex_router_label_overflow_total", (("label", "model"),))] == 7
+
+
+def test_crlf_quotes_and_extra_columns(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_bytes((HEADER_LINE + ",fallback,reason,policy\r\n"
+                     + row(1, extra=',true,"no candidate, fallback",default').replace("\n", "\r\n")
+                     + "\r\n" + row(2, extra=",false,,default")).encode())
+    v = samples(RoutingCollector([str(log)], default_registry))
+    assert sel(v) == 2
+    assert v[("orchex_router_fallbacks_total", (("category", "code"), ("model", "google-gemma-3-270m-it")))] == 1

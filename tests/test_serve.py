@@ -1,0 +1,216 @@
+"""`orchex serve` as a user runs it: a subprocess on a loopback port."""
+
+import gzip
+import os
+import signal
+import ssl
+import subprocess
+import textwrap
+import time
+import urllib.request
+
+import bcrypt
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import LEGACY
+
+
+def series(body):
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_endpoints_gzip_openmetrics_and_name_filter(serve):
+    s = serve("--gpu-backend=simulated", f"--selection-log={LEGACY}/selection_metrics_sample.csv")
+    code, headers, body = s.get("/")
+    assert code == 200 and b'href="/metrics"' in body
+    assert s.get("/healthz")[0] == 200 and s.get("/-/ready")[0] == 200 and s.get("/nope")[0] == 404
+    code, headers, body = s.get("/metrics")
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    v = series(body)
+    assert v[("orchex_router_selections_total", (("category", "math"), ("gpu", "1"),
+                                                 ("model", "google-gemma-3-270m-it"), ("primary", "false")))] == 1
+    assert v[("orchex_nvml_up", ())] == 1
+    assert sum(1 for k in v if k[0] == "orchex_gpu_up") == 4
+    assert any(k[0] == "process_resident_memory_bytes" for k in v)
+    code, headers, zipped = s.get("/metrics", {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped).startswith(b"# HELP")
+    code, headers, om = s.get("/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert {f.name for f in parse_om(om.decode())} >= {"orchex_router_selections", "orchex_gpu"}
+    code, _, only = s.get("/metrics?name[]=orchex_nvml_up&name[]=orchex_router_selections_total")
+    assert {k[0] for k in series(only)} == {"orchex_nvml_up", "orchex_router_selections_total"}
+
+
+def test_promtool_check_metrics_passes(serve):
+    s = serve("--gpu-backend=simulated", f"--selection-log={LEGACY}/selection_metrics_sample.csv")
+    body = s.get("/metrics")[2]
+    res = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_collectors_switch_off_and_nvml_missing_keeps_routing(serve, tmp_path):
+    s = serve("--no-collector.gpu", "--no-collector.process", "--gpu-backend=nvml")
+    names = {k[0] for k in series(s.get()[2])}
+    assert not any(n.startswith(("orchex_gpu", "orchex_nvml", "process_")) for n in names)
+    assert "orchex_router_selection_log_parse_errors_total" in names
+    s2 = serve("--gpu-backend=nvml", env={"LD_LIBRARY_PATH": str(tmp_path)})
+    v = series(s2.get()[2])
+    assert v[("orchex_nvml_up", ())] == 0 and not any(k[0].startswith("orchex_gpu_") for k in v)
+    assert v[("orchex_scrape_collector_success", (("collector", "gpu"),))] == 1
+    assert ("orchex_router_selection_log_parse_errors_total", (("reason", "columns"),)) in v
+
+
+def test_config_file_and_flags_win(serve, tmp_path):
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text(textwrap.dedent(f"""\
+        web.telemetry-path: /custom
+        gpu-backend: simulated
+        selection-log: {LEGACY}/selection_metrics_sample.csv
+        collector.process: false
+        """))
+    s = serve(f"--config={cfg}", "--collector.process")
+    assert s.get("/metrics")[0] == 404
+    names = {k[0] for k in series(s.get("/custom")[2])}
+    assert "orchex_router_selections_total" in names and "process_resident_memory_bytes" in names
+
+
+@pytest.mark.parametrize("text,message", [
+    ("web.listen-adress: ':1'\n", "orchex.yml:1: unknown key 'web.listen-adress'"),
+    ("gpu-backend: quantum\n", "orchex.yml:1: gpu-backend: must be auto, nvml or simulated"),
+    ("log.level: info\ncollector.gpu: maybe\n", "orchex.yml:2: collector.gpu: must be true or false"),
+    ("- a\n", "orchex.yml:1: a config file is a mapping"),
+])
+def test_bad_config_is_one_line_naming_the_key(cli, tmp_path, text, message):
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text(text)
+    res = cli("serve", f"--config={cfg}", "--web.listen-address=127.0.0.1:0")
+    assert res.returncode == 2 and message in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_bad_flags(cli):
+    res = cli("serve", "--web.listen-address=nowhere")
+    assert res.returncode == 2 and "--web.listen-address: expected [HOST]:PORT" in res.stderr
+    res = cli("serve", "--routing.max-label-values=0")
+    assert res.returncode == 2 and "--routing.max-label-values: must be a positive integer" in res.stderr
+
+
+def test_sigterm_stops_within_a_second(serve):
+    s = serve("--gpu-backend=simulated")
+    started = time.monotonic()
+    code, err = s.stop(signal.SIGTERM)
+    assert code == 0 and time.monotonic() - started < 1.0
+    assert "shutting down" in err
+
+
+def test_sighup_reloads_registry_and_keeps_the_old_one_when_invalid(serve, tmp_path):
+    reg = tmp_path / "registry.yaml"
+    one_model = "models:\n  - {{name: {0}, memory: 1GB, categories: [code]}}\ncategories:\n  code: {{models: [{0}]}}\n"
+    reg.write_text(one_model.format("alpha"))
+    s = serve("--gpu-backend=simulated", f"--registry={reg}")
+
+    def pairs():
+        return {dict(k[1])["model"] for k in series(s.get()[2]) if k[0] == "orchex_router_fallbacks_total"}
+
+    assert pairs() == {"alpha"}
+    reg.write_text(one_model.format("beta"))
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while pairs() != {"beta"} and time.time() < deadline:
+        time.sleep(0.1)
+    assert pairs() == {"beta"}
+    reg.write_text("models: [\n")
+    s.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.6)
+    assert s.proc.poll() is None and pairs() == {"beta"}
+    code, err = s.stop()
+    assert "reload failed, keeping the running configuration" in err
+
+
+def test_basic_auth(serve, tmp_path):
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prom: {hashed}\n")
+    s = serve("--gpu-backend=simulated", f"--web.config.file={web}")
+    import base64
+
+    def auth(user, pw):
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+
+    code, headers, body = s.get("/metrics")
+    assert code == 401 and b"orchex_" not in body and headers["WWW-Authenticate"].startswith("Basic")
+    assert s.get("/metrics", auth("prom", "wrong"))[0] == 401
+    assert s.get("/metrics", auth("other", "s3cret"))[0] == 401
+    code, _, body = s.get("/metrics", auth("prom", "s3cret"))
+    assert code == 200 and b"orchex_nvml_up 1" in body
+
+
+def test_bad_web_config_refuses_to_start(cli, tmp_path):
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  prom: plaintext\n")
+    res = cli("serve", f"--web.config.file={web}", "--web.listen-address=127.0.0.1:0")
+    assert res.returncode == 2 and "web.yml:2: basic_auth_users.prom: not a bcrypt hash" in res.stderr
+    web.write_text("rate_limit:\n  interval: 1s\n")
+    res = cli("serve", f"--web.config.file={web}", "--web.listen-address=127.0.0.1:0")
+    assert res.returncode == 2 and "'rate_limit' is not supported by orchex" in res.stderr
+
+
+def make_cert(folder, name, ca=None):
+    key, crt = folder / f"{name}.key", folder / f"{name}.crt"
+    cmd = ["openssl", "req", "-x509" if ca is None else "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+           "-subj", f"/CN={name}", "-days", "2"]
+    if ca is None:
+        cmd += ["-out", str(crt), "-addext", "subjectAltName=IP:127.0.0.1"]
+        subprocess.run(cmd, check=True, capture_output=True)
+    else:
+        csr = folder / f"{name}.csr"
+        subprocess.run(cmd + ["-out", str(csr)], check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]),
+                        "-CAcreateserial", "-out", str(crt), "-days", "2"], check=True, capture_output=True)
+    return key, crt
+
+
+def test_tls_and_client_certificates(serve, tmp_path):
+    server_key, server_crt = make_cert(tmp_path, "server")
+    ca = make_cert(tmp_path, "clientca")
+    client_key, client_crt = make_cert(tmp_path, "client", ca=ca)
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {server_crt}\n  key_file: {server_key}\n"
+                   f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca[1]}\n")
+    s = serve("--gpu-backend=simulated", f"--web.config.file={web}", scheme="https", wait=False)
+    ctx = ssl.create_default_context(cafile=str(server_crt))
+    ctx.load_cert_chain(str(client_crt), str(client_key))
+    deadline = time.time() + 15
+    while True:
+        try:
+            code, _, body = s.get("/metrics", context=ctx)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    assert code == 200 and b"orchex_nvml_up" in body
+    no_client = ssl.create_default_context(cafile=str(server_crt))
+    with pytest.raises(OSError):
+        urllib.request.urlopen(s.url + "/metrics", timeout=5, context=no_client).read()
+    with pytest.raises(OSError):  # plain HTTP to a TLS port gets nothing
+        urllib.request.urlopen(f"http://127.0.0.1:{s.port}/metrics", timeout=5).read()
+
+
+def test_demo_feeds_the_exporter(serve, tmp_path, cli):
+    log = tmp_path / "sel.csv"
+    res = cli("demo", "--log", str(log), "--count", "300", "--rate", "5000", "--gpu-backend", "simulated")
+    assert res.returncode == 0, res.stderr
+    s = serve("--gpu-backend=simulated", f"--selection-log={log}")
+    v = series(s.get()[2])
+    total = sum(n for k, n in v.items() if k[0] == "orchex_router_selections_total")
+    written = len(log.read_text().splitlines()) - 1
+    assert total == written > 250
+    assert sum(n for k, n in v.items() if k[0] == "orchex_router_fallbacks_total") > 0
+    assert sum(n for k, n in v.items() if k[0] == "orchex_router_selection_log_parse_errors_total") == 0
+    assert os.path.getsize(log) > 0

@@ -1,0 +1,76 @@
+"""Print the README's metric reference, generated from the collectors themselves: every family the
+exporter can serve, read from one scrape over the fake NVML (all fields and an XID event), the
+simulated fleet's shape and a sample selection log. `make docs` writes it into README.md; a test
+fails when the README is stale."""
+
+import ctypes
+import os
+import re
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+BEGIN, END = "<!-- metrics:begin -->", "<!-- metrics:end -->"
+
+
+def families():
+    import fake_nvml
+
+    ctypes.CDLL(os.path.join(fake_nvml.build(), "libnvidia-ml.so.1"), mode=ctypes.RTLD_GLOBAL)
+    from exporter.collectors.gpu import GpuCollector
+    from exporter.collectors.process import ProcessCollector
+    from exporter.collectors.routing import RoutingCollector
+    from exporter.collectors.scrape import Scraper
+    from exporter.gpu.nvml import NvmlBackend
+    from exporter.routing import registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = os.path.join(tmp, "scenario.txt")
+        fake_nvml.write(scenario, [fake_nvml.gpu(0, fan=40, **{"fail.nvmlDeviceGetSerial": 4})], events=[(0, 48)])
+        os.environ["FAKE_NVML_SCENARIO"] = scenario
+        gpu = GpuCollector(lambda: NvmlBackend(watch_xids=True))
+        import time
+
+        deadline = time.time() + 5
+        while time.time() < deadline and not any(f.name == "orchex_gpu_xid_errors" for f in gpu.collect(0)):
+            time.sleep(0.6)
+        log = os.path.join(ROOT, "tests", "fixtures", "legacy", "selection_metrics_sample.csv")
+        scraper = Scraper([gpu, RoutingCollector([log], registry.load()), ProcessCollector()])
+        out = scraper.scrape()
+        scraper.close()
+        return out
+
+
+def table():
+    rows = ["| metric | type | labels | help |", "| --- | --- | --- | --- |"]
+    seen = set()
+    for f in families():
+        exposed = f.name + {"counter": "_total", "info": "_info"}.get(f.type, "")
+        if exposed in seen:
+            continue
+        seen.add(exposed)
+        names = []
+        for _, lab, _ in f.samples:
+            for k in re.findall(r'(\w+)="', lab):
+                if k not in names and k != "le":
+                    names.append(k)
+        rows.append(f"| `{exposed}` | {f.type} | {', '.join(names) or '-'} | {f.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def readme_with_table(text):
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{table()}{END}{tail}"
+
+
+if __name__ == "__main__":
+    path = os.path.join(ROOT, "README.md")
+    with open(path) as f:
+        text = f.read()
+    if "--write" in sys.argv:
+        with open(path, "w") as f:
+            f.write(readme_with_table(text))
+    else:
+        sys.stdout.write(table())
