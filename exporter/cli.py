@@ -9,7 +9,7 @@ import sys
 from exporter import __version__
 from exporter.errors import ProblemList, UsageError
 
-COMMANDS = ("serve", "demo", "select", "registry", "gpu-monitor")
+COMMANDS = ("serve", "demo", "select", "registry", "gpu-monitor", "bench")
 
 
 class Parser(argparse.ArgumentParser):

@@ -5,7 +5,7 @@ import pathlib
 import sys
 import tempfile
 
-ALL = ("select", "gpu_read", "exporter")
+ALL = ("select", "gpu_read", "exporter", "bench")
 
 
 def main(names):

@@ -58,7 +58,7 @@ def run(args):
         with SelectionLog(args.log, extra=True) as log:
             log.write(sel, time.time(), took)
     if args.format == "json":
-        out = dict(sel.__dict__, duration_seconds=took)
+        out = dict(sel._asdict(), duration_seconds=took)
         json.dump(out, sys.stdout, indent=2)
         print()
         return

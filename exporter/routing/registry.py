@@ -5,7 +5,7 @@ Every problem in a file is collected and reported at once as `FILE:LINE: message
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter import yamlfile
 from exporter.errors import ProblemList
@@ -63,6 +63,8 @@ class Registry:
     digest: str  # sha256 of the source text: identifies the registry in pushed benchmark results
     source: str = ""
     candidates: dict = field(default_factory=dict)  # category id -> (Entry, ...) in preference order
+    listed: dict = field(default_factory=dict)  # category id -> names its file lists, present or not
+    fallbacks: dict = field(default_factory=dict)  # memo of fallback_entries(), filled on first use
 
 
 def entry(model, category, position):
@@ -79,6 +81,25 @@ def entry(model, category, position):
     return Entry(model, position, confidence, primary, bench)
 
 
+def fallback_entries(registry, cid):
+    """(the routing rules' fallback model as an Entry or None, every other model as Entries) for
+    category `cid`; a model foreign to the category has confidence 0.5. Built on first use and kept:
+    a 1,000-model registry would otherwise pay for 9,000 entries it may never need."""
+    got = registry.fallbacks.get(cid)
+    if got is None:
+        cat, models, rule = registry.categories[cid], registry.models, registry.fallback_model
+
+        def as_entry(m, i):
+            e = entry(m, cat, i)
+            foreign = m.name not in cat.models and cid not in m.categories
+            return replace(e, confidence=0.5) if foreign else e
+
+        first = as_entry(models[rule], 0) if rule in models else None
+        got = registry.fallbacks[cid] = (
+            first, tuple(as_entry(m, i) for i, m in enumerate(models.values()) if m.name != rule))
+    return got
+
+
 def _candidates(models, categories):
     """The category's own list first, then the models that declare the category, in file order."""
     out = {}
@@ -89,12 +110,12 @@ def _candidates(models, categories):
     return out
 
 
-def load(path=None):
+def load(path=None, allow_missing_models=False):
     path = path or DEFAULT_PATH
     data, lines = yamlfile.load(path)
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    return build(data, lines, path, digest)
+    return build(data, lines, path, digest, allow_missing_models)
 
 
 def loads(text, path="<string>"):
@@ -102,8 +123,11 @@ def loads(text, path="<string>"):
     return build(data, lines, path, hashlib.sha256(text.encode()).hexdigest())
 
 
-def build(data, lines, path, digest=""):
-    """Registry from parsed YAML, or ProblemList naming every problem with its line."""
+def build(data, lines, path, digest="", allow_missing_models=False):
+    """Registry from parsed YAML, or ProblemList naming every problem with its line.
+
+    `allow_missing_models` lets a category name models the registry lacks (they are left out of its
+    candidates): `orchex bench` measures such a registry and reports its coverage instead of refusing."""
     problems = []
 
     def bad(at, msg):
@@ -148,7 +172,7 @@ def build(data, lines, path, digest=""):
                 bad(("models", i, "categories", j), f"model {model.name!r} names unknown category {cid!r}")
     for cid, c in raw_cats.items():
         for j, name in enumerate((c.get("models") or []) if isinstance(c, dict) else []):
-            if name not in models:
+            if name not in models and not allow_missing_models:
                 bad(("categories", cid, "models", j), f"category {cid!r} names unknown model {name!r}")
 
     routing = data.get("routing") or {}
@@ -178,7 +202,7 @@ def build(data, lines, path, digest=""):
     if problems:
         raise ProblemList(path, problems)
     return Registry(models, categories, default_category, fallback, gpu_classes, digest, str(path),
-                    _candidates(models, categories))
+                    _candidates(models, categories), {cid: c.models for cid, c in categories.items()})
 
 
 def _strings(value, at, what, bad):

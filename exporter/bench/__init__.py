@@ -1,0 +1,1 @@
+"""`orchex bench`: the routing benchmark (timings and checks), its report and its push."""

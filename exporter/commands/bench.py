@@ -1,0 +1,82 @@
+"""`orchex bench [ITERATIONS]`: the routing benchmark; exit 0 only when every check passes."""
+
+import sys
+
+
+def _iterations(text):
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError("at least 2 iterations (a standard deviation needs two)")
+    return n
+
+
+def _label(text):
+    import argparse
+    import re
+
+    k, sep, v = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k) or k == "job" or k.startswith("__"):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a label name other than job: {text!r}")
+    return k, v
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="benchmark the selector; optionally push the results",
+                       description="Time selections per category, the legacy constraint combinations and "
+                                   "GPU-aware ones, check consistency and coverage, measure scaling. Exit 0 when "
+                                   "every check passes, 1 when one fails, 3 when the push fails.")
+    p.add_argument("iterations", nargs="?", type=_iterations, default=1000, metavar="ITERATIONS")
+    p.add_argument("--registry", metavar="FILE")
+    p.add_argument("--policy", choices=("default", "legacy"), default="default")
+    p.add_argument("--gpus", choices=("none", "simulated"), default="none",
+                   help="place selections on the simulated fleet")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--output", metavar="PATH", help="also write the report here")
+    p.add_argument("--push", metavar="URL", help="Pushgateway URL (e.g. http://127.0.0.1:9091)")
+    p.add_argument("--job", default="orchex_bench")
+    p.add_argument("--label", action="append", type=_label, default=[], metavar="K=V",
+                   help="grouping label (repeatable); instance defaults to the host name")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    import time
+
+    from exporter.bench import report
+    from exporter.bench.run import run as bench
+    from exporter.errors import UsageError
+    from exporter.routing import registry
+
+    started = time.perf_counter()
+    reg = registry.load(args.registry, allow_missing_models=True)
+    gpus = None
+    if args.gpus == "simulated":
+        from exporter.gpu.backends import judged
+        from exporter.gpu.simulated import SimulatedBackend
+
+        gpus = judged(SimulatedBackend().read(), time.time())
+    result = bench(reg, args.iterations, args.policy, gpus)
+    elapsed = time.perf_counter() - started
+    text = (report.as_json if args.format == "json" else report.as_text)(result, elapsed)
+    sys.stdout.write(text)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise UsageError(f"--output {args.output}: {e.strerror}") from None
+    if args.push:
+        from exporter.bench.push import push
+
+        try:
+            push(args.push, args.job, result, elapsed, dict(args.label))
+        except OSError as e:
+            print(f"orchex: push to {args.push} failed: {e}", file=sys.stderr)
+            return 3
+        print(f"orchex: pushed to {args.push} (job {args.job})", file=sys.stderr)
+    return 0 if result.passed else 1
