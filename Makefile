@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q exporter
 	touch $@
 
 install: $(STAMP)
@@ -42,7 +43,11 @@ test: install system-deps
 lint: install
 	$(BIN)/ruff check exporter tests perf tools
 
+# Byte-compiled first, as a wheel install would be: an editable install is not, and with
+# PYTHONDONTWRITEBYTECODE set every start would compile the package again.
 perf: install system-deps
+	$(BIN)/pip install -q -e '.[perf]'
+	$(BIN)/python -m compileall -q exporter perf
 	$(BIN)/python -m perf
 
 bench: install

@@ -9,7 +9,7 @@ import sys
 from exporter import __version__
 from exporter.errors import ProblemList, UsageError
 
-COMMANDS = ("serve", "demo", "select", "registry", "gpu-monitor", "bench")
+COMMANDS = ("serve", "demo", "select", "registry", "gpu-monitor", "bench", "analytics")
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,8 +40,12 @@ def main(argv=None):
         # A ProblemList is already `FILE:LINE: message` lines; anything else is one line of ours.
         print(str(e) if isinstance(e, ProblemList) else f"orchex: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (`| head`): not an error worth a traceback
         return 0
+    except OSError as e:  # a file that vanished or cannot be read mid-run: still one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"orchex: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

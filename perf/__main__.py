@@ -5,7 +5,7 @@ import pathlib
 import sys
 import tempfile
 
-ALL = ("select", "gpu_read", "exporter", "bench")
+ALL = ("select", "gpu_read", "exporter", "bench", "analytics")
 
 
 def main(names):

@@ -4,14 +4,14 @@ Files are read in 1 MiB blocks cut at the last newline, so memory stays flat how
 """
 
 import glob
-import gzip
 import os
 import sys
 
 from exporter.errors import UsageError
+from exporter.selectionlog.rows import is_header
 from exporter.selectionlog.tally import Source
 
-BLOCK = 1 << 20
+BLOCK = 1 << 18  # 256 KiB: per-chunk working memory stays a few MB in each of two processes
 
 
 def _feed(tally, src, data, final=False):
@@ -46,6 +46,8 @@ def open_input(path):
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     if f.peek(2)[:2] == b"\x1f\x8b":
+        import gzip
+
         return gzip.open(f)
     return f
 
@@ -158,3 +160,82 @@ class _Followed:
 
     def close(self):
         self.f.close()
+
+
+PARALLEL_MIN_BYTES = 16 << 20
+
+
+def _header_fallback(path):
+    """The fallback column index a file's header names, read before the file is split."""
+    src = Source(path)
+    with open(path, "rb") as f:
+        first = f.readline(4096).decode("utf-8", "replace").rstrip("\r\n").split(",")
+    if is_header(first):
+        src.fallback = first.index("fallback") if "fallback" in first else len(first) + 1
+    return src.fallback
+
+
+def _read_range(path, start, end, tally, src, progress=None):
+    """Count the lines that start in [start, end) of a file."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos, rest = start, b""
+        while pos < end:
+            block = f.read(min(BLOCK, end - pos))
+            if not block:
+                break
+            pos += len(block)
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                _feed(tally, src, data[:cut])
+            rest = data[cut:]
+            if progress:
+                progress(pos - start)
+        if rest:
+            _feed(tally, src, rest, final=True)
+
+
+def read_split(path, make_tally, progress=None):
+    """Count a large plain file in two processes, one per half, and merge: the result is the one
+    `read` gives (same counts, same example lines), in about half the time on two cores. Smaller
+    files, gzip and standard input are read here, in one process."""
+    tally = make_tally()
+    if path == "-" or os.path.getsize(path) < PARALLEL_MIN_BYTES or _is_gzip(path):
+        return tally, read(path, tally, progress)
+    import multiprocessing
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(size // 2)
+        f.readline()  # the second half starts on a line of its own
+        middle = f.tell()
+    fallback = _header_fallback(path)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+
+    def second_half():
+        t, src = make_tally(), Source(path)
+        src.fallback = fallback
+        try:
+            _read_range(path, middle, size, t, src)
+            send.send((t, src.line - 1, None))
+        except Exception as e:  # reported by the parent as its own error
+            send.send((None, 0, e))
+
+    child = ctx.Process(target=second_half, daemon=True)
+    child.start()
+    src = Source(path)
+    _read_range(path, 0, middle, tally, src, progress and (lambda done: progress(done * size // max(middle, 1))))
+    other, _, error = receive.recv()
+    child.join()
+    if error is not None:
+        raise error
+    # The second half never saw the header: its fallback column came from it above.
+    tally.merge(other, line_offset=src.line - 1)
+    return tally, src
+
+
+def _is_gzip(path):
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"

@@ -1,33 +1,57 @@
 """Aggregate selection-log rows into the counts every report and metric is derived from.
 
 Rows arrive as text chunks of whole lines. A chunk of plain rows (no quotes, blank lines, headers or
-bad rows) takes the fast path: columns are split and counted with C-level builtins (str.split, zip,
-Counter), and only distinct values are parsed and checked. Any chunk where that check finds a
-problem is re-read row by row, which rejects exactly the bad rows with their file and line. Both
-paths fold through `_fold`, so they cannot disagree.
+bad rows) takes the fast path: the chunk is split into one flat list of fields, columns are taken
+by slicing, and rows are counted with C-level builtins (str.split, zip, Counter); only distinct
+values are parsed and checked. A chunk where that check finds anything wrong is read again row by
+row, which rejects exactly the bad rows with their file and line. Both paths fold through `_fold`,
+so they cannot disagree (a property test holds them to it).
 """
 
 import csv
+import math
+import re
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, defaultdict
 from itertools import repeat
 
-from exporter.selectionlog.rows import GPU, TIMESTAMP_COLUMN, check, is_header, number
+from exporter.selectionlog.rows import GPU, TIMESTAMP, check, is_header, number
 
 OTHER = "other"
+# Timestamps joined without separators (each is 19 characters) match this in one C-level pass.
+_TIMESTAMPS = re.compile(f"(?:{TIMESTAMP.pattern})*")
+
+
+def _gpu_ok(v):
+    return not v or GPU.fullmatch(v) is not None
+
+
+def _confidence_ok(v):
+    x = number(v)
+    return x is not None and 0 <= x <= 1
+
+
+def _duration_ok(v):
+    x = number(v)
+    return x is not None and x >= 0
 
 
 class Source:
     """Per-file reading state: the line number reached and where an extra `fallback` column is."""
 
-    def __init__(self, name):
+    def __init__(self, name, line=1):
         self.name = name
-        self.line = 1  # number of the next line to be read
+        self.line = line  # number of the next line to be read
         self.fallback = 8  # orchex's extended rows: fallback, reason, policy after the eight
 
 
 def _identity(kind, value):
     return value
+
+
+def timestamps_ok(ts):
+    """Every entry is `YYYY-MM-DD HH:MM:SS`."""
+    return set(map(len, ts)) == {19} and _TIMESTAMPS.fullmatch("".join(ts)) is not None
 
 
 class Tally:
@@ -44,6 +68,7 @@ class Tally:
         self.since, self.until = since, until
         self.max_examples = examples
         self.rows = 0
+        self.extended = 0  # rows that carried orchex's extra columns (fallback, reason, policy)
         self.selections = Counter()  # (category, model, primary: bool, gpu) -> rows
         self.pairs = Counter()  # (category, model) -> rows
         self.score_sum = Counter()  # (category, model) -> sum of final_score
@@ -56,6 +81,8 @@ class Tally:
         self.overflow = Counter()  # label kind -> rows counted as `other`
         self.first = self.last = None  # timestamp range of counted rows
         self.version = 0  # changes whenever a count does
+        self._names = {}  # (kind, raw value) -> counted value: label() is asked once per value
+        self._values = {}  # (column, text) of gpu, confidence and duration values already checked
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -70,7 +97,14 @@ class Tally:
             self.add_text(text[:cut], src)
             self._slow(text[cut:], src, truncated=True)
             return
-        if '"' in text or "\r" in text or "\n\n" in text or text[0] == "\n" or not self._fast(text, src):
+        if text.startswith("timestamp,"):  # a file's header: read it on its own, the rows after it fast
+            cut = text.find("\n") + 1 or len(text)
+            self._slow(text[:cut], src, truncated=not text[:cut].endswith("\n"))
+            text = text[cut:]
+            if not text:
+                return
+        # Blank lines and rows of another width change the comma count that _fast checks first.
+        if '"' in text or "\r" in text or not self._fast(text, src):
             self._slow(text, src)
 
     def reject(self, reason, src, line):
@@ -82,34 +116,28 @@ class Tally:
     def _fast(self, text, src):
         lines = text.split("\n")
         lines.pop()
-        rows = list(map(str.split, lines, repeat(",")))
-        widths = set(map(len, rows))
-        if len(widths) != 1:
+        commas = set(map(str.count, lines, repeat(",")))
+        if len(commas) != 1:
             return False
-        width = widths.pop()
+        width = commas.pop() + 1
         if width < 8:
             return False
-        cols = list(zip(*rows))
-        if not TIMESTAMP_COLUMN.fullmatch("\n".join(cols[0])):
+        fields = ",".join(lines).split(",")
+        ts = fields[0::width]
+        if not timestamps_ok(ts):
             return False  # a header, a bad timestamp: let the row-by-row path say which line
+        cols = [ts] + [fields[i::width] for i in range(1, 8)]
+        fb = fields[src.fallback::width] if width > src.fallback else None
         if self.since or self.until:
-            cols = self._window(cols)
-            if not cols:
-                src.line += len(lines)
-                return True
-        fb = cols[src.fallback] if width > src.fallback else None
-        if not self._fold(cols, fb, check_values=True):
+            lo, hi = self.since or "", self.until or "\uffff"
+            keep = [lo <= t < hi for t in ts]
+            if not all(keep):
+                cols = [[v for v, k in zip(col, keep) if k] for col in cols]
+                fb = [v for v, k in zip(fb, keep) if k] if fb is not None else None
+        if cols[0] and not self._fold(cols, fb, check_values=True):
             return False
         src.line += len(lines)
         return True
-
-    def _window(self, cols):
-        lo, hi = self.since or "", self.until or "\uffff"
-        keep = [lo <= t < hi for t in cols[0]]
-        if all(keep):
-            return cols
-        rows = [r for r, k in zip(zip(*cols), keep) if k]
-        return list(zip(*rows)) if rows else None
 
     def _slow(self, text, src, truncated=False):
         lines = text.split("\n")
@@ -142,7 +170,7 @@ class Tally:
             if not lo <= fields[0] < hi:
                 continue
             valid.append(fields[:8])
-            fallback.append(fields[src.fallback] if len(fields) > src.fallback else "")
+            fallback.append(fields[src.fallback] if len(fields) > src.fallback else None)
         if valid:
             self._fold(list(zip(*valid)), fallback, check_values=False)
 
@@ -150,53 +178,54 @@ class Tally:
 
     def _fold(self, cols, fallback, check_values):
         ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
-        sel = Counter(zip(cat, model, prim, gpu))
-        confs = Counter(zip(cat, model, prim, conf))
-        scores = Counter(zip(cat, model, score))
-        durs = Counter(zip(cat, dur))
+        keyed = zip(cat, model, prim, gpu, conf, dur, fallback) if fallback is not None else \
+            zip(cat, model, prim, gpu, conf, dur)
+        rows = Counter(keyed)
+        # final_score is nearly unique per row, so it is summed per (category, model) group rather
+        # than counted per value.
+        groups = defaultdict(list)
+        for key, v in zip(zip(cat, model), score):
+            groups[key].append(v)
+        try:
+            sums = {key: math.fsum(map(float, vs)) for key, vs in groups.items()}
+        except ValueError:
+            return False
+        seen = self._values  # (column, text) -> float, for values checked in earlier chunks
         if check_values:
-            for c, m, p, g in sel:
-                if not c or not m or p not in ("true", "false") or g and not GPU.fullmatch(g):
-                    return False
-            for *_, v in confs:
-                x = number(v)
-                if x is None or not 0 <= x <= 1:
-                    return False
-            if any(number(v) is None for *_, v in scores):
+            if not all(map(math.isfinite, sums.values())):
                 return False
-            for _, v in durs:
-                x = number(v)
-                if x is None or x < 0:
+            for c, m, p, g, cf, d, *_ in rows:
+                if not c or not m or p not in ("true", "false"):
                     return False
-        label = self.label
-        names = {}  # (kind, raw) -> counted value, for this chunk
-
-        def lab(kind, raw, n):
-            key = (kind, raw)
-            if key not in names:
-                names[key] = label(kind, raw)
-            v = names[key]
-            if v == OTHER and raw != OTHER:
-                self.overflow[kind] += n
-            return v
-
-        for (c, m, p, g), n in sel.items():
-            c2, m2 = lab("category", c, n), lab("model", m, n)
-            self.selections[(c2, m2, p == "true", lab("gpu", g, n) if g else "")] += n
-            self.pairs[(c2, m2)] += n
-        for (c, m, p, v), n in confs.items():
-            self.confidence_sum[(names["category", c], names["model", m], p == "true")] += float(v) * n
-        for (c, m, v), n in scores.items():
-            self.score_sum[(names["category", c], names["model", m])] += float(v) * n
-        for (c, v), n in durs.items():
-            c2, ms = names["category", c], float(v)
-            self.duration_sum[c2] += ms * n
-            key = bisect_left(self.buckets, ms / 1000.0) if self.buckets else ms
-            self.durations[(c2, key)] += n
-        if fallback is not None:
-            for (c, m, f), n in Counter(zip(cat, model, fallback)).items():
-                if f == "true":
-                    self.fallbacks[(names["category", c], names["model", m])] += n
+                for key, ok in ((("gpu", g), _gpu_ok), (("confidence", cf), _confidence_ok),
+                                (("duration", d), _duration_ok)):
+                    if key not in seen:
+                        if not ok(key[1]):
+                            return False
+                        seen[key] = float(key[1]) if key[1] else None
+        names = self._names
+        label, overflow, buckets = self.label, self.overflow, self.buckets
+        selections, pairs, confidence, durations = self.selections, self.pairs, self.confidence_sum, self.durations
+        duration_sum = self.duration_sum
+        for (c, m, p, g, cf, d, *fb), n in rows.items():
+            for kind, raw in (("category", c), ("model", m), ("gpu", g)):
+                if (kind, raw) not in names:
+                    names[kind, raw] = label(kind, raw) if raw else raw
+                if names[kind, raw] == OTHER and raw != OTHER:
+                    overflow[kind] += n
+            c2, m2, primary = names["category", c], names["model", m], p == "true"
+            selections[(c2, m2, primary, names["gpu", g])] += n
+            pairs[(c2, m2)] += n
+            confidence[(c2, m2, primary)] += float(cf) * n
+            ms = float(d)
+            duration_sum[c2] += ms * n
+            durations[(c2, bisect_left(buckets, ms / 1000.0) if buckets else ms)] += n
+            if fb and fb[0] is not None:
+                self.extended += n
+                if fb[0] == "true":
+                    self.fallbacks[(c2, m2)] += n
+        for (c, m), total in sums.items():
+            self.score_sum[(names["category", c], names["model", m])] += total
         lo, hi = min(ts), max(ts)
         if self.first is None or lo < self.first:
             self.first = lo
@@ -205,3 +234,24 @@ class Tally:
         self.rows += len(ts)
         self.version += 1
         return True
+
+    def forget_labels(self):
+        """Drop remembered label mappings (after the label function changed its mind: a new registry)."""
+        self._names.clear()
+
+    # -- combining -----------------------------------------------------------------------------------
+
+    def merge(self, other, line_offset=0):
+        """Add another tally's counts (read from a later part of the same input: its example line
+        numbers move down by `line_offset`)."""
+        for name in ("selections", "pairs", "score_sum", "confidence_sum", "durations", "duration_sum",
+                     "fallbacks", "rejected", "overflow"):
+            getattr(self, name).update(getattr(other, name))
+        self.rows += other.rows
+        self.extended += other.extended
+        room = self.max_examples - len(self.examples)
+        self.examples += [(f, line + line_offset, r) for f, line, r in other.examples[:max(room, 0)]]
+        for attr, pick in (("first", min), ("last", max)):
+            values = [v for v in (getattr(self, attr), getattr(other, attr)) if v is not None]
+            setattr(self, attr, pick(values) if values else None)
+        self.version += 1

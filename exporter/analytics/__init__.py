@@ -1,0 +1,1 @@
+"""`orchex analytics`: the legacy reports from a Tally, pure (no I/O)."""

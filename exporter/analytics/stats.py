@@ -1,0 +1,105 @@
+"""Every figure of the report, computed from a Tally. Pure: no I/O, no clock.
+
+Legacy thresholds: a secondary-category share above 30 % is good multi-category utilisation; a mean
+secondary confidence below 0.75 is low confidence."""
+
+SCHEMA = "orchex.analytics/1"
+SECONDARY_SHARE_GOOD = 0.30
+SECONDARY_CONFIDENCE_LOW = 0.75
+
+
+def _rank(counts, q):
+    """Nearest-rank quantile over {value: count}."""
+    total = sum(counts.values())
+    need = max(1, -(-total * q // 1))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= need:
+            return value
+    return None
+
+
+def _by_requests(items):
+    """Rows sorted by requests (most first), then name: never hash order."""
+    return sorted(items, key=lambda kv: (-kv[1]["requests"], kv[0]))
+
+
+def compute(t, files, generated):
+    n = t.rows
+    cats, models, gpus = {}, {}, {}
+    for (c, m, primary, g), k in t.selections.items():
+        cat = cats.setdefault(c, {"requests": 0, "models": set(), "fallbacks": 0})
+        cat["requests"] += k
+        cat["models"].add(m)
+        mod = models.setdefault(m, {"requests": 0, "categories": set(), "primary": 0, "secondary": 0})
+        mod["requests"] += k
+        mod["categories"].add(c)
+        mod["primary" if primary else "secondary"] += k
+        gpus[g] = gpus.get(g, 0) + k
+    score_by_cat, score_by_model = {}, {}
+    for (c, m), s in t.score_sum.items():
+        score_by_cat[c] = score_by_cat.get(c, 0.0) + s
+        score_by_model[m] = score_by_model.get(m, 0.0) + s
+    conf_by_cat = {}
+    secondary_conf = 0.0
+    for (c, _, primary), s in t.confidence_sum.items():
+        conf_by_cat[c] = conf_by_cat.get(c, 0.0) + s
+        if not primary:
+            secondary_conf += s
+    secondary = sum(k for (_, _, p, _), k in t.selections.items() if not p)
+    durations = {}
+    for (c, ms), k in t.durations.items():
+        durations.setdefault(c, {})[ms] = k
+    per_category = []
+    for c, v in _by_requests(cats.items()):
+        d = durations.get(c, {})
+        row = {"category": c, "requests": v["requests"], "models_used": len(v["models"]),
+               "mean_score": score_by_cat.get(c, 0.0) / v["requests"],
+               "mean_confidence": conf_by_cat.get(c, 0.0) / v["requests"],
+               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"],
+               "duration_ms_p50": _rank(d, 0.50), "duration_ms_p95": _rank(d, 0.95),
+               "duration_ms_p99": _rank(d, 0.99)}
+        if t.extended:
+            row["fallbacks"] = sum(k for (fc, _), k in t.fallbacks.items() if fc == c)
+        per_category.append(row)
+    per_model = [{"model": m, "requests": v["requests"], "categories_served": len(v["categories"]),
+                  "categories": sorted(v["categories"]), "mean_score": score_by_model.get(m, 0.0) / v["requests"],
+                  "primary": v["primary"], "secondary": v["secondary"]}
+                 for m, v in _by_requests(models.items())]
+    multi = [row for row in per_model if row["categories_served"] > 1]
+    all_durations = {}
+    for d in durations.values():
+        for ms, k in d.items():
+            all_durations[ms] = all_durations.get(ms, 0) + k
+    share = secondary / n if n else 0.0
+    mean_secondary_conf = secondary_conf / secondary if secondary else 0.0
+    effectiveness = {
+        "unique_models": len(models), "multi_category_models": len(multi),
+        "secondary_selections": secondary, "secondary_share": share,
+        "mean_secondary_confidence": mean_secondary_conf,
+        "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0,
+        "duration_ms_p50": _rank(all_durations, 0.5), "duration_ms_p95": _rank(all_durations, 0.95),
+        "duration_ms_p99": _rank(all_durations, 0.99),
+        "gpus": [{"gpu": g or "none", "selections": k, "share": k / n}
+                 for g, k in sorted(gpus.items(), key=lambda kv: (-kv[1], kv[0]))],
+    }
+    if t.extended:
+        effectiveness["fallbacks"] = sum(t.fallbacks.values())
+    recommendations = []
+    if share > SECONDARY_SHARE_GOOD:
+        recommendations.append({"id": "good_multi_category_utilization", "text":
+                                f"Good multi-category utilization: {share:.1%} of selections use a model's "
+                                f"secondary category (above {SECONDARY_SHARE_GOOD:.0%})."})
+    if secondary and mean_secondary_conf < SECONDARY_CONFIDENCE_LOW:
+        recommendations.append({"id": "low_secondary_confidence", "text":
+                                f"Low confidence in secondary selections: mean {mean_secondary_conf:.2f} "
+                                f"(below {SECONDARY_CONFIDENCE_LOW}); review the models' category assignments."})
+    return {
+        "schema": SCHEMA, "generated": generated, "files": files, "total_requests": n,
+        "time_range": {"first": t.first, "last": t.last},
+        "effectiveness": effectiveness, "categories": per_category, "models": per_model,
+        "multi_category_models": multi, "recommendations": recommendations,
+        "rejected": {"total": sum(t.rejected.values()), "by_reason": dict(sorted(t.rejected.items())),
+                     "examples": [{"file": f, "line": line, "reason": r} for f, line, r in t.examples]},
+    }
