@@ -14,3 +14,12 @@ class ProblemList(UsageError):
         self.path = path
         self.problems = sorted(problems, key=lambda p: (p[0] or 0, p[1]))
         super().__init__("\n".join(f"{path}:{line or 0}: {msg}" for line, msg in self.problems))
+
+
+def write_output(path, text, flag="--output"):
+    """Write a report to `path`; a failure is a UsageError naming the flag."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: {e.strerror}") from None

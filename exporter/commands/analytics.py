@@ -72,7 +72,7 @@ def run(args):
     import os
 
     from exporter.analytics import render, stats
-    from exporter.errors import UsageError
+    from exporter.errors import UsageError, write_output
     from exporter.selectionlog.reader import expand, read_split
     from exporter.selectionlog.tally import Tally
 
@@ -117,11 +117,7 @@ def run(args):
     else:
         body = {"json": render.as_json, "markdown": render.markdown, "text": render.text}[args.format](report)
         if args.output:
-            try:
-                with open(args.output, "w", encoding="utf-8") as f:
-                    f.write(body)
-            except OSError as e:
-                raise UsageError(f"--output {args.output}: {e.strerror}") from None
+            write_output(args.output, body)
         else:
             sys.stdout.write(body)
     if args.strict and report["rejected"]["total"]:

@@ -49,7 +49,7 @@ def run(args):
 
     from exporter.bench import report
     from exporter.bench.run import run as bench
-    from exporter.errors import UsageError
+    from exporter.errors import write_output
     from exporter.routing import registry
 
     started = time.perf_counter()
@@ -65,11 +65,7 @@ def run(args):
     text = (report.as_json if args.format == "json" else report.as_text)(result, elapsed)
     sys.stdout.write(text)
     if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise UsageError(f"--output {args.output}: {e.strerror}") from None
+        write_output(args.output, text)
     if args.push:
         from exporter.bench.push import push
 

@@ -52,27 +52,34 @@ def open_input(path):
     return f
 
 
+def _feed_stream(f, tally, src, rest=b"", limit=None, progress=None):
+    """Feed the whole lines of binary stream `f` (at most `limit` bytes) to the tally, after the
+    partial line `rest` left from before. Returns (the partial last line, bytes read)."""
+    done = 0
+    while limit is None or done < limit:
+        try:
+            block = f.read(BLOCK if limit is None else min(BLOCK, limit - done))
+        except (OSError, EOFError) as e:
+            raise UsageError(f"{src.name}: cannot read: {e}") from None
+        if not block:
+            break
+        done += len(block)
+        data = rest + block
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            _feed(tally, src, data[:cut])
+        rest = data[cut:]
+        if progress:
+            progress(done)
+    return rest, done
+
+
 def read(path, tally, progress=None):
     """Count every row of one file; `progress(bytes_read)` is called after each block."""
     src = Source("<stdin>" if path == "-" else path)
     f = open_input(path)
-    done, rest = 0, b""
     try:
-        while True:
-            try:
-                block = f.read(BLOCK)
-            except (OSError, EOFError) as e:
-                raise UsageError(f"{path}: cannot read: {e}") from None
-            if not block:
-                break
-            done += len(block)
-            data = rest + block
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                _feed(tally, src, data[:cut])
-            rest = data[cut:]
-            if progress:
-                progress(done)
+        rest, _ = _feed_stream(f, tally, src, progress=progress)
     finally:
         if f is not sys.stdin.buffer:
             f.close()
@@ -144,17 +151,7 @@ class _Followed:
         if os.fstat(self.f.fileno()).st_size < self.offset:  # truncated in place: what it holds is new
             self.offset, self.pending, self.src = 0, b"", Source(self.src.name)
         self.f.seek(self.offset)
-        read = 0
-        while True:
-            block = self.f.read(BLOCK)
-            if not block:
-                break
-            read += len(block)
-            data = self.pending + block
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                _feed(tally, self.src, data[:cut])
-            self.pending = data[cut:]
+        self.pending, read = _feed_stream(self.f, tally, self.src, self.pending)
         self.offset += read
         return read
 
@@ -179,21 +176,9 @@ def _read_range(path, start, end, tally, src, progress=None):
     """Count the lines that start in [start, end) of a file."""
     with open(path, "rb") as f:
         f.seek(start)
-        pos, rest = start, b""
-        while pos < end:
-            block = f.read(min(BLOCK, end - pos))
-            if not block:
-                break
-            pos += len(block)
-            data = rest + block
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                _feed(tally, src, data[:cut])
-            rest = data[cut:]
-            if progress:
-                progress(pos - start)
-        if rest:
-            _feed(tally, src, rest, final=True)
+        rest, _ = _feed_stream(f, tally, src, limit=end - start, progress=progress)
+    if rest:
+        _feed(tally, src, rest, final=True)
 
 
 def read_split(path, make_tally, progress=None):
