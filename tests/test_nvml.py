@@ -141,3 +141,14 @@ def test_library_not_found_is_one_line(cli, tmp_path):
     assert res.returncode == 2
     assert res.stderr == "orchex: GPU backend nvml: NVML library libnvidia-ml.so.1 not found (no NVIDIA " \
                          "driver installed?)\n"
+
+
+def test_identity_is_read_once_per_gpu_and_again_for_a_new_one(backend_for, scenario):
+    b = backend_for([gpu(0, max_clock_sm=1980)])
+    assert b.read()[0].max_clocks["sm"] == 1980e6
+    scenario([gpu(0, max_clock_sm=1000, name="changed")])  # same UUID: static fields are kept
+    s = b.read()[0]
+    assert s.max_clocks["sm"] == 1980e6 and s.name == "NVIDIA H100 80GB HBM3"
+    scenario([gpu(0, uuid="GPU-replacement", max_clock_sm=1410, name="NVIDIA A100-SXM4-80GB")])
+    s = b.read()[0]
+    assert (s.uuid, s.name, s.max_clocks["sm"]) == ("GPU-replacement", "NVIDIA A100-SXM4-80GB", 1410e6)

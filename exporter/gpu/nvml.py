@@ -62,6 +62,7 @@ class NvmlBackend:
         self.error_counts = {}  # (function, code name) -> count, for orchex_nvml_errors_total
         self._lock = threading.Lock()
         self._xids = {}  # (gpu index, xid) -> [count, last unix time]
+        self._static = {}  # uuid -> fields that do not change while the GPU is in the machine
         self._watcher = None
         if watch_xids:
             self._watcher = threading.Thread(target=self._watch_xids, name="nvml-xid", daemon=True)
@@ -134,14 +135,31 @@ class NvmlBackend:
             out.append(snap)
         return out
 
+    def _read_static(self, s, h):
+        """Identity and maximum clocks, read once per GPU (by UUID): on an H200, nvmlDeviceGetMaxClockInfo
+        alone costs 1.4 ms a call, four calls a reading (tools/nvml_call_times.py)."""
+        c = self._call
+        static = {"name": _text(c(s, "nvmlDeviceGetName", N.nvmlDeviceGetName, h)) or ""}
+        pci = c(s, "nvmlDeviceGetPciInfo", N.nvmlDeviceGetPciInfo, h)
+        static["pci_bus_id"] = _text(pci.busId) if pci is not None else None
+        static["vbios_version"] = _text(c(s, "nvmlDeviceGetVbiosVersion", N.nvmlDeviceGetVbiosVersion, h))
+        static["serial"] = _text(c(s, "nvmlDeviceGetSerial", N.nvmlDeviceGetSerial, h))
+        static["max_clocks"] = {}
+        for name, kind in CLOCKS.items():
+            mhz = c(s, "nvmlDeviceGetMaxClockInfo", N.nvmlDeviceGetMaxClockInfo, h, kind)
+            if mhz is not None:
+                static["max_clocks"][name] = mhz * 1e6
+        if s.uuid and not s.errors:  # keep only a complete reading
+            self._static[s.uuid] = static
+        return static
+
     def _read_device(self, s, h):
         c = self._call
         s.uuid = _text(c(s, "nvmlDeviceGetUUID", N.nvmlDeviceGetUUID, h)) or ""
-        s.name = _text(c(s, "nvmlDeviceGetName", N.nvmlDeviceGetName, h)) or ""
-        pci = c(s, "nvmlDeviceGetPciInfo", N.nvmlDeviceGetPciInfo, h)
-        s.pci_bus_id = _text(pci.busId) if pci is not None else None
-        s.vbios_version = _text(c(s, "nvmlDeviceGetVbiosVersion", N.nvmlDeviceGetVbiosVersion, h))
-        s.serial = _text(c(s, "nvmlDeviceGetSerial", N.nvmlDeviceGetSerial, h))
+        static = self._static.get(s.uuid) or self._read_static(s, h)
+        s.name, s.pci_bus_id, s.vbios_version, s.serial = (
+            static["name"], static["pci_bus_id"], static["vbios_version"], static["serial"])
+        s.max_clocks = dict(static["max_clocks"])
         mig = c(s, "nvmlDeviceGetMigMode", N.nvmlDeviceGetMigMode, h)
         s.mig_mode = bool(mig[0]) if mig is not None else None
 
@@ -180,9 +198,6 @@ class NvmlBackend:
             mhz = c(s, "nvmlDeviceGetClockInfo", N.nvmlDeviceGetClockInfo, h, kind)
             if mhz is not None:
                 s.clocks[name] = mhz * 1e6
-            mhz = c(s, "nvmlDeviceGetMaxClockInfo", N.nvmlDeviceGetMaxClockInfo, h, kind)
-            if mhz is not None:
-                s.max_clocks[name] = mhz * 1e6
         fan = c(s, "nvmlDeviceGetFanSpeed", N.nvmlDeviceGetFanSpeed, h)
         s.fan_speed = fan / 100.0 if fan is not None else None
         s.performance_state = c(s, "nvmlDeviceGetPerformanceState", N.nvmlDeviceGetPerformanceState, h)
