@@ -46,7 +46,7 @@ class Daemon:
 
 
 class Prometheus(Daemon):
-    def __init__(self, folder, targets, interval="1s"):
+    def __init__(self, folder, targets, interval="1s", rule_files=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         jobs = "".join(f"""
@@ -57,8 +57,9 @@ class Prometheus(Daemon):
 """ for job, addrs in targets.items())
         cfg = os.path.join(folder, "prometheus.yml")
         with open(cfg, "w") as f:
+            rules = "".join(f"\n  - {r}" for r in rule_files)
             f.write(f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-                    f"scrape_configs:{jobs}")
+                    f"rule_files:{rules or ' []'}\nscrape_configs:{jobs}")
         super().__init__(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={folder}/tsdb",
                           f"--web.listen-address=127.0.0.1:{self.port}"], self.url + "/-/ready", folder)
 

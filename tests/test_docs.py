@@ -13,3 +13,19 @@ def test_readme_metric_reference_is_generated_from_the_code():
     assert out in readme, "README.md metric reference is stale: run `make docs`"
     for line in out.splitlines()[2:]:
         assert line.startswith("| `orchex_") or line.startswith("| `process_")
+
+
+def test_example_config_and_deploy_files_load():
+    import yaml
+
+    from exporter import serveconfig
+
+    settings = serveconfig.load({}, os.path.join(ROOT, "deploy", "orchex.yml"))
+    assert settings["selection-log"] == ["/var/log/router/selection_metrics*.csv"]
+    kinds = [d["kind"] for d in yaml.safe_load_all(open(os.path.join(ROOT, "deploy", "kubernetes", "orchex.yaml")))]
+    assert kinds == ["DaemonSet", "Service", "ServiceMonitor"]
+    compose = yaml.safe_load(open(os.path.join(ROOT, "deploy", "compose.yaml")))
+    assert {"orchex", "demo", "prometheus", "pushgateway", "grafana"} <= set(compose["services"])
+    unit = open(os.path.join(ROOT, "deploy", "systemd", "orchex.service")).read()
+    assert "ExecStart=/usr/local/bin/orchex serve --config=/etc/orchex/orchex.yml" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit

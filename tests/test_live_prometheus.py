@@ -1,11 +1,14 @@
 """End to end: a real Prometheus scrapes `orchex serve` on the fake NVML library and on the simulated
 fleet; the series are checked through the Prometheus HTTP API."""
 
+import glob
+import os
+
 import pytest
-from live import Prometheus
 
 import fake_nvml
-from conftest import LEGACY, Served, fake_env
+from conftest import LEGACY, ROOT, Served, fake_env
+from live import Prometheus
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +21,9 @@ def stack(tmp_path_factory, fake_nvml_dir):
     log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read())
     nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}"], fake_env(fake_nvml_dir, scenario))
     sim = Served(["--gpu-backend=simulated", f"--selection-log={log}"])
+    rules = sorted(glob.glob(os.path.join(ROOT, "prometheus", "rules", "*.yml")))
     prom = Prometheus(str(folder), {"orchex_nvml": [f"127.0.0.1:{nvml.port}"],
-                                    "orchex_sim": [f"127.0.0.1:{sim.port}"]})
+                                    "orchex_sim": [f"127.0.0.1:{sim.port}"]}, rule_files=rules)
     yield prom, nvml, sim, log
     prom.stop()
     nvml.stop()
@@ -75,3 +79,14 @@ def test_self_metrics(stack):
     ok = prom.wait_for('orchex_scrape_collector_success{job="orchex_nvml"}', lambda r: len(r) == 3)
     assert by(ok, "collector") == {"gpu": 1.0, "routing": 1.0, "process": 1.0}
     assert prom.wait_for('orchex_build_info{job="orchex_nvml"}')[0]["metric"]["version"]
+
+
+def test_recording_rules_evaluate_on_real_series(stack):
+    prom, *_ = stack
+    util = prom.wait_for('instance:orchex_gpu_utilization_ratio:avg{job="orchex_nvml"}')
+    assert float(util[0]["value"][1]) == pytest.approx(0.45)
+    healthy = prom.wait_for('instance:orchex_gpu_healthy:count{job="orchex_sim"}')
+    assert 1 <= float(healthy[0]["value"][1]) <= 4
+    assert prom.wait_for('category_model:orchex_router_selections:rate5m{job="orchex_sim"}', lambda r: len(r) == 2)
+    power = prom.wait_for('instance:orchex_gpu_power_watts:sum{job="orchex_nvml"}')
+    assert float(power[0]["value"][1]) == 150.0  # GPU 1 reports no power: a sum of what exists
