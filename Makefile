@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps docs clean
+.PHONY: install run test lint perf bench bench-push system-deps docs dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench: install
 
 bench-push: install
 	$(BIN)/orchex bench --push $(PUSHGATEWAY_URL)
+
+dashboards: install
+	$(BIN)/python grafana/generate.py
 
 docs: install
 	$(BIN)/python tools/metrics_reference.py --write

@@ -22,8 +22,10 @@ calls = {
     "GetPowerManagementLimit": lambda: N.nvmlDeviceGetPowerManagementLimit(h),
     "GetEnforcedPowerLimit": lambda: N.nvmlDeviceGetEnforcedPowerLimit(h),
     "GetTotalEnergyConsumption": lambda: N.nvmlDeviceGetTotalEnergyConsumption(h),
-    "GetClockInfo": lambda: N.nvmlDeviceGetClockInfo(h, 1), "GetMaxClockInfo": lambda: N.nvmlDeviceGetMaxClockInfo(h, 1),
-    "GetFanSpeed": lambda: N.nvmlDeviceGetFanSpeed(h), "GetPerformanceState": lambda: N.nvmlDeviceGetPerformanceState(h),
+    "GetClockInfo": lambda: N.nvmlDeviceGetClockInfo(h, 1),
+    "GetMaxClockInfo": lambda: N.nvmlDeviceGetMaxClockInfo(h, 1),
+    "GetFanSpeed": lambda: N.nvmlDeviceGetFanSpeed(h),
+    "GetPerformanceState": lambda: N.nvmlDeviceGetPerformanceState(h),
     "GetCurrentClocksEventReasons": lambda: N.nvmlDeviceGetCurrentClocksEventReasons(h),
     "GetTotalEccErrors(vol)": lambda: N.nvmlDeviceGetTotalEccErrors(h, 0, 0),
     "GetTotalEccErrors(agg)": lambda: N.nvmlDeviceGetTotalEccErrors(h, 1, 1),
@@ -34,7 +36,8 @@ calls = {
     "GetCurrPcieLinkWidth": lambda: N.nvmlDeviceGetCurrPcieLinkWidth(h),
     "GetPcieReplayCounter": lambda: N.nvmlDeviceGetPcieReplayCounter(h),
     "GetComputeRunningProcesses": lambda: N.nvmlDeviceGetComputeRunningProcesses(h),
-    "SystemGetDriverVersion": N.nvmlSystemGetDriverVersion, "SystemGetCudaDriverVersion": N.nvmlSystemGetCudaDriverVersion_v2,
+    "SystemGetDriverVersion": N.nvmlSystemGetDriverVersion,
+    "SystemGetCudaDriverVersion": N.nvmlSystemGetCudaDriverVersion_v2,
     "GetCount": N.nvmlDeviceGetCount, "GetHandleByIndex": lambda: N.nvmlDeviceGetHandleByIndex(0),
 }
 for name, fn in calls.items():
