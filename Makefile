@@ -14,7 +14,7 @@ SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc openssl
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	$(BIN)/python -m compileall -q exporter
 	touch $@
 
@@ -46,7 +46,7 @@ lint: install
 # Byte-compiled first, as a wheel install would be: an editable install is not, and with
 # PYTHONDONTWRITEBYTECODE set every start would compile the package again.
 perf: install system-deps
-	$(BIN)/pip install -q -e '.[perf]'
+	$(BIN)/pip install -q -e '.[perf]' --config-settings editable_mode=compat
 	$(BIN)/python -m compileall -q exporter perf
 	$(BIN)/python -m perf
 

@@ -18,6 +18,12 @@ DEFAULTS = {
     "routing.max-label-values": 100,
     "log.level": "info",
     **{f"collector.{name}": True for name in COLLECTORS},
+    # The health model's thresholds (exporter/gpu/health.py); defaults are the legacy monitor's.
+    "health.temperature-celsius": 85.0,
+    "health.utilization-ratio": 0.95,
+    "health.power-ratio": 0.95,
+    "health.xid-window-seconds": 600.0,
+    "health.critical-xids": [48, 79, 94, 95],
 }
 LEVELS = ("debug", "info", "warn", "error")
 
@@ -31,6 +37,14 @@ class Settings:
 
     def collector(self, name):
         return self.values[f"collector.{name}"]
+
+    def thresholds(self):
+        from exporter.gpu.health import Thresholds
+
+        v = self.values
+        return Thresholds(float(v["health.temperature-celsius"]), float(v["health.utilization-ratio"]),
+                          float(v["health.power-ratio"]), frozenset(v["health.critical-xids"]),
+                          float(v["health.xid-window-seconds"]))
 
 
 def _check(key, v, where):
@@ -49,6 +63,14 @@ def _check(key, v, where):
         bad("must be a path such as /metrics")
     if key == "selection-log" and (not isinstance(v, list) or not all(isinstance(p, str) and p for p in v)):
         bad("must be a list of paths or globs")
+    if key.startswith("health.") and key != "health.critical-xids":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            bad("must be a positive number")
+        if key == "health.utilization-ratio" and v > 1:
+            bad("must be a positive number up to 1")
+    if key == "health.critical-xids" and (not isinstance(v, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)):
+        bad("must be a list of XID numbers")
     if key in ("web.listen-address", "fleet", "registry", "web.config.file") and v is not None \
             and not isinstance(v, str):
         bad("must be a string")

@@ -214,3 +214,27 @@ def test_demo_feeds_the_exporter(serve, tmp_path, cli):
     assert sum(n for k, n in v.items() if k[0] == "orchex_router_fallbacks_total") > 0
     assert sum(n for k, n in v.items() if k[0] == "orchex_router_selection_log_parse_errors_total") == 0
     assert os.path.getsize(log) > 0
+
+
+def test_health_thresholds_from_flags_and_config(serve, tmp_path, fake_nvml_dir):
+    import fake_nvml
+    from conftest import fake_env
+
+    scenario = str(tmp_path / "s.txt")
+    fake_nvml.write(scenario, [fake_nvml.gpu(0, temperature=40), fake_nvml.gpu(1, util_gpu=80, temperature=30)])
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text("health.utilization-ratio: 0.75\n")
+    s = serve("--gpu-backend=nvml", "--health.temperature-celsius=39", f"--config={cfg}",
+              env=fake_env(fake_nvml_dir, scenario))
+    states = {dict(k[1])["gpu"]: dict(k[1])["state"] for k, v in series(s.get()[2]).items()
+              if k[0] == "orchex_gpu_health_state" and v == 1}
+    assert states == {"0": "HOT", "1": "OVERLOADED"}
+
+
+def test_bad_health_thresholds(cli, tmp_path):
+    res = cli("serve", "--health.utilization-ratio=1.5")
+    assert res.returncode == 2 and "--health.utilization-ratio: must be a positive number up to 1" in res.stderr
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text("health.critical-xids: [79, x]\n")
+    res = cli("serve", f"--config={cfg}")
+    assert res.returncode == 2 and "orchex.yml:1: health.critical-xids: must be a list of XID numbers" in res.stderr

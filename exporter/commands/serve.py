@@ -5,6 +5,13 @@ import argparse
 from exporter.collectors import NAMES as COLLECTORS
 
 
+def _xids(text):
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected XID numbers separated by commas, got {text!r}") from None
+
+
 def add_parser(sub):
     p = sub.add_parser("serve", help="run the Prometheus exporter",
                        description="Serve GPU health and routing-selection metrics for Prometheus. Every flag "
@@ -29,6 +36,16 @@ def add_parser(sub):
         p.add_argument(f"--collector.{name}", dest=f"collector.{name}", action=argparse.BooleanOptionalAction,
                        default=None, help=f"enable the {name} collector (default on)")
     p.add_argument("--log.level", dest="log.level", choices=("debug", "info", "warn", "error"))
+    p.add_argument("--health.temperature-celsius", dest="health.temperature-celsius", type=float, metavar="C",
+                   help="at or above: HOT (default 85)")
+    p.add_argument("--health.utilization-ratio", dest="health.utilization-ratio", type=float, metavar="R",
+                   help="at or above: OVERLOADED (default 0.95)")
+    p.add_argument("--health.power-ratio", dest="health.power-ratio", type=float, metavar="R",
+                   help="power at or above R x the limit: HIGH_POWER (default 0.95)")
+    p.add_argument("--health.xid-window-seconds", dest="health.xid-window-seconds", type=float, metavar="S",
+                   help="a critical XID this recent means FAULT (default 600)")
+    p.add_argument("--health.critical-xids", dest="health.critical-xids", metavar="N,N,...",
+                   type=_xids, help="XIDs that mean FAULT (default 48,79,94,95)")
     p.set_defaults(run=run)
 
 
@@ -72,7 +89,7 @@ def build(settings, log):
     if settings.collector("gpu"):
         from exporter.collectors.gpu import GpuCollector
 
-        collectors.append(GpuCollector(_backend_factory(settings, log)))
+        collectors.append(GpuCollector(_backend_factory(settings, log), settings.thresholds()))
     if settings.collector("routing"):
         from exporter.collectors.routing import RoutingCollector
 
