@@ -55,6 +55,7 @@ class RoutingCollector:
         """Adopt a reloaded registry: its names are admitted from now on; counts already made stay."""
         with self.lock:
             self.cap.known = known_labels(registry)
+            self.tally.forget_labels()
             self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
             self.built = (None, [])
 

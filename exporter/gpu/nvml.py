@@ -34,11 +34,11 @@ class _Lost(Exception):
         self.function, self.code = function, code
 
 
+_ERROR_NAMES = {getattr(N, n): n[len("NVML_ERROR_"):] for n in dir(N) if n.startswith("NVML_ERROR_")}
+
+
 def error_name(code):
-    for name in dir(N):
-        if name.startswith("NVML_ERROR_") and getattr(N, name) == code:
-            return name[len("NVML_ERROR_"):]
-    return str(code)
+    return _ERROR_NAMES.get(code, str(code))
 
 
 def _text(v):
