@@ -64,6 +64,12 @@ def test_routing_series_and_the_legacy_effectiveness_figures(stack):
     mean_conf = prom.wait_for('sum(orchex_router_selection_confidence_sum{job="orchex_sim"}) / '
                               'sum(orchex_router_selection_confidence_count{job="orchex_sim"})')
     assert float(mean_conf[0]["value"][1]) == pytest.approx(0.825)
+    secondary = prom.wait_for(  # the README's query for the legacy "mean secondary confidence"
+        'sum(orchex_router_selection_confidence_sum{job="orchex_sim"} and on(category, model) '
+        'orchex_router_selections_total{job="orchex_sim",primary="false"}) / '
+        'sum(orchex_router_selection_confidence_count{job="orchex_sim"} and on(category, model) '
+        'orchex_router_selections_total{job="orchex_sim",primary="false"})')
+    assert float(secondary[0]["value"][1]) == pytest.approx(0.70)
     mean_ms = prom.wait_for('1000 * sum(orchex_router_selection_duration_seconds_sum{job="orchex_sim"}) / '
                             'sum(orchex_router_selection_duration_seconds_count{job="orchex_sim"})')
     assert float(mean_ms[0]["value"][1]) == pytest.approx(11.0)
