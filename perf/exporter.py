@@ -77,7 +77,7 @@ def peer_server(port_holder):
             fb.labels(c, m).inc(0)
             for g in range(GPUS):
                 sel.labels(c, m, str(g), "false").inc()
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
     port_holder.append(server.server_port)
     return server
 
@@ -172,7 +172,7 @@ def main(tmp):
         deadline = time.time() + 30
         while True:
             try:
-                times, size = scrape_times(port, 1)
+                scrape_times(port, 1)
                 break
             except OSError:
                 if time.time() > deadline:

@@ -3,6 +3,7 @@
 Scrapes that arrive while a reading is in progress, or within SHARE_SECONDS after it, share that
 reading, so several Prometheus servers (or a retry storm) cost one NVML pass."""
 
+import logging
 import threading
 import time
 
@@ -10,6 +11,7 @@ from exporter.exposition import Family, labels
 from exporter.gpu.backends import judged
 from exporter.gpu.health import DEFAULT_THRESHOLDS, STATES
 
+log = logging.getLogger("orchex")
 SHARE_SECONDS = 0.5
 RETRY_SECONDS = 10.0
 
@@ -90,8 +92,12 @@ class GpuCollector:
         if self.backend is None and time.monotonic() >= self.next_try:
             try:
                 self.backend = self.open_backend()
+                if self.unavailable:
+                    log.info("GPU backend available again")
                 self.unavailable = None
             except Exception as e:  # noqa: BLE001 - any failure to open means "no NVML now"
+                if str(e) != self.unavailable:  # say it once, not every 10 s
+                    log.warning(f"GPU backend unavailable, retrying every {RETRY_SECONDS:.0f} s: {e}")
                 self.unavailable = str(e)
                 self.next_try = time.monotonic() + RETRY_SECONDS
         up = Family("orchex_nvml_up", "gauge", "1 when the GPU backend answered this scrape, else 0.")

@@ -77,9 +77,9 @@ def select(registry, category=None, constraints=NONE, gpus=None, policy="default
     entries = registry.candidates.get(category)
     if entries is None:
         raise UnknownCategory(category, _close(category, registry.categories))
-    legacy = policy == "legacy"
-    if not legacy and policy != "default":
+    if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
+    legacy = policy == "legacy"
     places = _places(gpus) if gpus is not None else None
     best = _best(entries, constraints, places, legacy)
     if best is not None:

@@ -12,8 +12,6 @@ HEADER_LINE = ",".join(COLUMNS)
 REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence", "score", "gpu", "duration",
            "encoding", "quoting", "truncated")
 TIMESTAMP = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
-# Many timestamps joined by newlines: validates a whole column in one C-level match.
-TIMESTAMP_COLUMN = re.compile(r"(?:" + TIMESTAMP.pattern + r"\n)*" + TIMESTAMP.pattern)
 GPU = re.compile(r"\d{1,6}")
 
 
