@@ -134,3 +134,10 @@ def test_memory_as_mapping_and_benchmark_weights(tmp_path):
     r = registry.load(path)
     assert r.models["big"].variants == (("Q4", 20 * 10**9), ("Q8", 32 * 10**9))
     assert r.candidates["code"][0].benchmark == pytest.approx((80 * 3 + 60) / 4)
+
+
+def test_a_legacy_file_is_pointed_at_import_legacy(cli):
+    res = cli("registry", "validate", MODELS)
+    assert res.returncode == 2
+    assert res.stderr == f"{MODELS}:1: this is a legacy registry or categories file: convert it with " \
+                         "`orchex registry import-legacy MODEL_REGISTRY.json task_categories.json`\n"

@@ -137,6 +137,9 @@ def build(data, lines, path, digest="", allow_missing_models=False):
 
     if not isinstance(data, dict):
         raise ProblemList(path, [(1, "a registry is a mapping with keys models, categories, routing")])
+    if any(isinstance(m, dict) and "gpu_memory" in m for m in data.get("models") or []) or "routing_rules" in data:
+        raise ProblemList(path, [(1, "this is a legacy registry or categories file: convert it with "
+                                     "`orchex registry import-legacy MODEL_REGISTRY.json task_categories.json`")])
     for key in data:
         if key not in ("version", "models", "categories", "routing"):
             bad((key,), f"unknown top-level key {key!r}")
