@@ -11,7 +11,7 @@ from exporter.errors import UsageError
 from exporter.selectionlog.rows import is_header
 from exporter.selectionlog.tally import Source
 
-BLOCK = 1 << 18  # 256 KiB: per-chunk working memory stays a few MB in each of two processes
+BLOCK = 384 << 10  # per-chunk working memory stays a few MB in each of two processes
 
 
 def _feed(tally, src, data, final=False):

@@ -178,9 +178,12 @@ class Tally:
 
     def _fold(self, cols, fallback, check_values):
         ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
-        keyed = zip(cat, model, prim, gpu, conf, dur, fallback) if fallback is not None else \
-            zip(cat, model, prim, gpu, conf, dur)
+        # Two counts rather than one over every column: durations vary independently of the rest,
+        # and a joint count would multiply the distinct keys that the loops below walk.
+        keyed = zip(cat, model, prim, gpu, conf, fallback) if fallback is not None else \
+            zip(cat, model, prim, gpu, conf)
         rows = Counter(keyed)
+        durs = Counter(zip(cat, dur))
         # final_score is nearly unique per row, so it is summed per (category, model) group rather
         # than counted per value.
         groups = defaultdict(list)
@@ -194,36 +197,42 @@ class Tally:
         if check_values:
             if not all(map(math.isfinite, sums.values())):
                 return False
-            for c, m, p, g, cf, d, *_ in rows:
+            checks = [(("duration", d), _duration_ok) for _, d in durs]
+            for c, m, p, g, cf, *_ in rows:
                 if not c or not m or p not in ("true", "false"):
                     return False
-                for key, ok in ((("gpu", g), _gpu_ok), (("confidence", cf), _confidence_ok),
-                                (("duration", d), _duration_ok)):
-                    if key not in seen:
-                        if not ok(key[1]):
-                            return False
-                        seen[key] = float(key[1]) if key[1] else None
+                checks += ((("gpu", g), _gpu_ok), (("confidence", cf), _confidence_ok))
+            for key, ok in checks:
+                if key not in seen:
+                    if not ok(key[1]):
+                        return False
+                    seen[key] = float(key[1]) if key[1] else None
         names = self._names
-        label, overflow, buckets = self.label, self.overflow, self.buckets
-        selections, pairs, confidence, durations = self.selections, self.pairs, self.confidence_sum, self.durations
-        duration_sum = self.duration_sum
-        for (c, m, p, g, cf, d, *fb), n in rows.items():
-            for kind, raw in (("category", c), ("model", m), ("gpu", g)):
-                if (kind, raw) not in names:
-                    names[kind, raw] = label(kind, raw) if raw else raw
-                if names[kind, raw] == OTHER and raw != OTHER:
-                    overflow[kind] += n
-            c2, m2, primary = names["category", c], names["model", m], p == "true"
-            selections[(c2, m2, primary, names["gpu", g])] += n
+
+        def name(kind, raw, n):
+            """The value counted for `raw` (asked of the label function once per value)."""
+            got = names.get((kind, raw))
+            if got is None:
+                got = names[kind, raw] = self.label(kind, raw) if raw else raw
+            if got == OTHER and raw != OTHER:
+                self.overflow[kind] += n
+            return got
+
+        selections, pairs, confidence = self.selections, self.pairs, self.confidence_sum
+        for (c, m, p, g, cf, *fb), n in rows.items():
+            c2, m2, primary = name("category", c, n), name("model", m, n), p == "true"
+            selections[(c2, m2, primary, name("gpu", g, n))] += n
             pairs[(c2, m2)] += n
             confidence[(c2, m2, primary)] += float(cf) * n
-            ms = float(d)
-            duration_sum[c2] += ms * n
-            durations[(c2, bisect_left(buckets, ms / 1000.0) if buckets else ms)] += n
             if fb and fb[0] is not None:
                 self.extended += n
                 if fb[0] == "true":
                     self.fallbacks[(c2, m2)] += n
+        buckets, durations, duration_sum = self.buckets, self.durations, self.duration_sum
+        for (c, d), n in durs.items():
+            c2, ms = names["category", c], float(d)
+            duration_sum[c2] += ms * n
+            durations[(c2, bisect_left(buckets, ms / 1000.0) if buckets else ms)] += n
         for (c, m), total in sums.items():
             self.score_sum[(names["category", c], names["model", m])] += total
         lo, hi = min(ts), max(ts)
