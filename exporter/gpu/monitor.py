@@ -1,6 +1,7 @@
 """What `orchex gpu-monitor` prints and logs, and its exit summary: pure functions of snapshots."""
 
 from exporter.gpu.health import DOWN, FAULT, HEALTHY, STATES
+from exporter.routing.selection_log import csv_field
 
 # The legacy header, exactly: existing parsers of gpu_monitor.log keep working.
 LOG_HEADER = ("timestamp,gpu_id,name,utilization_%,memory_used_mb,memory_free_mb,memory_total_mb,"
@@ -11,11 +12,6 @@ GREEN, YELLOW, RED, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
 def _num(v, fmt="{:.1f}"):
     return "" if v is None else fmt.format(v)
-
-
-def _csv(s):
-    s = str(s)
-    return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\r\n') else s
 
 
 def memory_percent(s):
@@ -31,7 +27,7 @@ def log_row(when, s):
 
     util = None if s.utilization is None else s.utilization * 100
     return ",".join((
-        str(int(when)), str(s.index), _csv(s.name), _num(util), mib(s.memory_used), mib(s.memory_free),
+        str(int(when)), str(s.index), csv_field(s.name), _num(util), mib(s.memory_used), mib(s.memory_free),
         mib(s.memory_total), _num(memory_percent(s)), _num(s.temperature), _num(s.power),
         _num(s.power_limit), s.health or "",
     )) + "\n"

@@ -8,7 +8,7 @@ import os
 import sys
 
 from exporter.errors import UsageError
-from exporter.selectionlog.rows import is_header
+from exporter.selectionlog.rows import fallback_column, is_header
 from exporter.selectionlog.tally import Source
 
 BLOCK = 384 << 10  # per-chunk working memory stays a few MB in each of two processes
@@ -164,12 +164,9 @@ PARALLEL_MIN_BYTES = 16 << 20
 
 def _header_fallback(path):
     """The fallback column index a file's header names, read before the file is split."""
-    src = Source(path)
     with open(path, "rb") as f:
         first = f.readline(4096).decode("utf-8", "replace").rstrip("\r\n").split(",")
-    if is_header(first):
-        src.fallback = first.index("fallback") if "fallback" in first else len(first) + 1
-    return src.fallback
+    return fallback_column(first) if is_header(first) else Source(path).fallback
 
 
 def _read_range(path, start, end, tally, src, progress=None):

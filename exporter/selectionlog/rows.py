@@ -24,6 +24,20 @@ def number(text):
     return v if v - v == 0 else None  # rejects inf and nan
 
 
+def gpu_ok(v):
+    return not v or GPU.fullmatch(v) is not None
+
+
+def confidence_ok(v):
+    x = number(v)
+    return x is not None and 0 <= x <= 1
+
+
+def duration_ok(v):
+    x = number(v)
+    return x is not None and x >= 0
+
+
 def check(fields):
     """None when the eight leading fields make a valid row, else the rejection reason."""
     if len(fields) < 8:
@@ -37,18 +51,21 @@ def check(fields):
         return "model"
     if primary not in ("true", "false"):
         return "primary"
-    c = number(conf)
-    if c is None or not 0 <= c <= 1:
+    if not confidence_ok(conf):
         return "confidence"
     if number(score) is None:
         return "score"
-    if gpu and not GPU.fullmatch(gpu):
+    if not gpu_ok(gpu):
         return "gpu"
-    d = number(dur)
-    if d is None or d < 0:
+    if not duration_ok(dur):
         return "duration"
     return None
 
 
 def is_header(fields):
     return tuple(fields[:8]) == COLUMNS
+
+
+def fallback_column(header):
+    """Where a header puts orchex's `fallback` column (past the end when it has none)."""
+    return header.index("fallback") if "fallback" in header else len(header) + 1

@@ -15,25 +15,11 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from itertools import repeat
 
-from exporter.selectionlog.rows import GPU, TIMESTAMP, check, is_header, number
+from exporter.selectionlog.rows import TIMESTAMP, check, confidence_ok, duration_ok, fallback_column, gpu_ok, is_header
 
 OTHER = "other"
 # Timestamps joined without separators (each is 19 characters) match this in one C-level pass.
 _TIMESTAMPS = re.compile(f"(?:{TIMESTAMP.pattern})*")
-
-
-def _gpu_ok(v):
-    return not v or GPU.fullmatch(v) is not None
-
-
-def _confidence_ok(v):
-    x = number(v)
-    return x is not None and 0 <= x <= 1
-
-
-def _duration_ok(v):
-    x = number(v)
-    return x is not None and x >= 0
 
 
 class Source:
@@ -161,7 +147,7 @@ class Tally:
             else:
                 fields = line.split(",")
             if is_header(fields):
-                src.fallback = fields.index("fallback") if "fallback" in fields else len(fields) + 1
+                src.fallback = fallback_column(fields)
                 continue
             reason = check(fields)
             if reason:
@@ -197,11 +183,11 @@ class Tally:
         if check_values:
             if not all(map(math.isfinite, sums.values())):
                 return False
-            checks = [(("duration", d), _duration_ok) for _, d in durs]
+            checks = [(("duration", d), duration_ok) for _, d in durs]
             for c, m, p, g, cf, *_ in rows:
                 if not c or not m or p not in ("true", "false"):
                     return False
-                checks += ((("gpu", g), _gpu_ok), (("confidence", cf), _confidence_ok))
+                checks += ((("gpu", g), gpu_ok), (("confidence", cf), confidence_ok))
             for key, ok in checks:
                 if key not in seen:
                     if not ok(key[1]):
