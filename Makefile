@@ -37,11 +37,13 @@ system-deps:
 	    --no-install-recommends prometheus prometheus-pushgateway gcc libc6-dev openssl >/dev/null; \
 	fi
 
-test: install system-deps
+# Lint first: a reviewer reads the types and the style before the behaviour.
+test: lint system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check exporter tests perf tools
+	$(BIN)/mypy --check-untyped-defs exporter
 
 # Byte-compiled first, as a wheel install would be: an editable install is not, and with
 # PYTHONDONTWRITEBYTECODE set every start would compile the package again.

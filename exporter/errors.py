@@ -1,5 +1,7 @@
 """Errors that the command line turns into one line on standard error and an exit status."""
 
+from collections.abc import Iterable
+
 
 class UsageError(Exception):
     """Bad input from the user (a flag, a file, a value): printed as one line, exit 2."""
@@ -10,13 +12,13 @@ class UsageError(Exception):
 class ProblemList(UsageError):
     """Several problems found in one file, each `FILE:LINE: message`; all are reported at once."""
 
-    def __init__(self, path, problems):
+    def __init__(self, path: str, problems: Iterable[tuple[int | None, str]]) -> None:
         self.path = path
         self.problems = sorted(problems, key=lambda p: (p[0] or 0, p[1]))
         super().__init__("\n".join(f"{path}:{line or 0}: {msg}" for line, msg in self.problems))
 
 
-def write_output(path, text, flag="--output"):
+def write_output(path: str, text: str, flag: str = "--output") -> None:
     """Write a report to `path`; a failure is a UsageError naming the flag."""
     try:
         with open(path, "w", encoding="utf-8") as f:

@@ -8,6 +8,7 @@ The format rules follow prometheus_client's exposition.py and the OpenMetrics sp
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -22,27 +23,27 @@ class Family:
     name: str
     type: str  # gauge | counter | histogram | summary | info
     help: str
-    samples: list = field(default_factory=list)
+    samples: list[tuple[str, str, float]] = field(default_factory=list)
 
-    def add(self, value, labels="", suffix=""):
+    def add(self, value: float, labels: str = "", suffix: str = "") -> None:
         self.samples.append((suffix, labels, value))
 
 
-def escape_label(v):
+def escape_label(v: object) -> str:
     v = str(v)
     if "\\" in v or '"' in v or "\n" in v:
         v = v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return v
 
 
-def labels(**kv):
+def labels(**kv: object) -> str:
     """`{a="x",b="y"}` with escaped values, or "" when there are none."""
     if not kv:
         return ""
     return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in kv.items()) + "}"
 
 
-def number(v):
+def number(v: float) -> str:
     if isinstance(v, bool):
         return "1" if v else "0"
     if isinstance(v, int):
@@ -58,13 +59,13 @@ def number(v):
     return repr(v)
 
 
-def _help(text, openmetrics):
+def _help(text: str, openmetrics: bool) -> str:
     text = text.replace("\\", "\\\\").replace("\n", "\\n")
     return text.replace('"', '\\"') if openmetrics else text
 
 
-def render(families, openmetrics=False):
-    out = []
+def render(families: Iterable[Family], openmetrics: bool = False) -> str:
+    out: list[str] = []
     add = out.append
     for f in families:
         if openmetrics:

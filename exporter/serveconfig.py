@@ -1,13 +1,23 @@
 """`orchex serve` settings: every flag has a config-file key of the same name (`--web.listen-address`
 is `web.listen-address:`), and a flag given on the command line wins over the file."""
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from exporter import yamlfile
-from exporter.collectors import NAMES as COLLECTORS
+from exporter import webconfig, yamlfile
 from exporter.errors import UsageError
+from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.gpu.health import Thresholds
+from exporter.gpu.simulated import load_fleet
+from exporter.logfmt import LEVELS
+from exporter.routing import registry
+from exporter.routing.registry import Registry
+from exporter.webconfig import WebConfig
 
-DEFAULTS = {
+COLLECTORS = ("gpu", "routing", "process")  # each a module of exporter/collectors/
+DEFAULTS: dict[str, Any] = {
     "web.listen-address": ":9847",
     "web.telemetry-path": "/metrics",
     "web.config.file": None,
@@ -25,59 +35,90 @@ DEFAULTS = {
     "health.xid-window-seconds": 600.0,
     "health.critical-xids": [48, 79, 94, 95],
 }
-LEVELS = ("debug", "info", "warn", "error")
 
 
 @dataclass(frozen=True)
 class Settings:
-    values: dict
+    """Everything `orchex serve` runs on, checked whole before any of it is used: the merged values,
+    and the registry and web config they name, loaded."""
 
-    def __getitem__(self, key):
+    values: dict[str, Any]
+    registry: Registry
+    web: WebConfig
+
+    def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    def collector(self, name):
-        return self.values[f"collector.{name}"]
+    def collector(self, name: str) -> bool:
+        return bool(self.values[f"collector.{name}"])
 
-    def thresholds(self):
-        from exporter.gpu.health import Thresholds
-
+    def thresholds(self) -> Thresholds:
         v = self.values
         return Thresholds(float(v["health.temperature-celsius"]), float(v["health.utilization-ratio"]),
                           float(v["health.power-ratio"]), frozenset(v["health.critical-xids"]),
                           float(v["health.xid-window-seconds"]))
 
 
-def _check(key, v, where):
-    def bad(msg):
-        raise UsageError(f"{where}: {msg}")
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    if key == "gpu-backend" and v not in ("auto", "nvml", "simulated"):
-        bad(f"must be auto, nvml or simulated, not {v!r}")
-    if key == "log.level" and v not in LEVELS:
-        bad(f"must be one of {', '.join(LEVELS)}, not {v!r}")
-    if key.startswith("collector.") and not isinstance(v, bool):
-        bad("must be true or false")
-    if key == "routing.max-label-values" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-        bad("must be a positive integer")
-    if key == "web.telemetry-path" and (not isinstance(v, str) or not v.startswith("/") or v == "/"):
-        bad("must be a path such as /metrics")
-    if key == "selection-log" and (not isinstance(v, list) or not all(isinstance(p, str) and p for p in v)):
-        bad("must be a list of paths or globs")
-    if key.startswith("health.") and key != "health.critical-xids":
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            bad("must be a positive number")
-        if key == "health.utilization-ratio" and v > 1:
-            bad("must be a positive number up to 1")
-    if key == "health.critical-xids" and (not isinstance(v, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)):
-        bad("must be a list of XID numbers")
-    if key in ("web.listen-address", "fleet", "registry", "web.config.file") and v is not None \
-            and not isinstance(v, str):
-        bad("must be a string")
+
+def _positive(v: Any) -> str | None:
+    return None if _is_number(v) and v > 0 else "must be a positive number"
+
+
+def _ratio(v: Any) -> str | None:
+    return None if _is_number(v) and 0 < v <= 1 else "must be a positive number up to 1"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    said = ", ".join(choices[:-1]) + " or " + choices[-1]
+    return lambda v: None if v in choices else f"must be {said}, not {v!r}"
+
+
+def _string(v: Any) -> str | None:
+    return None if v is None or isinstance(v, str) else "must be a string"
+
+
+def _path(v: Any) -> str | None:
+    # An empty path is refused rather than read as "none": `--web.config.file ''` must not
+    # silently serve without the TLS and auth it was meant to name.
+    return None if v is None or isinstance(v, str) and v else "must be a non-empty path"
+
+
+# key -> check(value): None when the value is valid, else what is wrong with it.
+CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "web.listen-address": _string,
+    "web.telemetry-path": lambda v: None if isinstance(v, str) and v.startswith("/") and v != "/"
+    else "must be a path such as /metrics",
+    "web.config.file": _path,
+    "gpu-backend": _one_of(BACKENDS),
+    "fleet": _path,
+    "registry": _path,
+    "selection-log": lambda v: None if isinstance(v, list) and all(isinstance(p, str) and p for p in v)
+    else "must be a list of paths or globs",
+    "routing.max-label-values": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    else "must be a positive integer",
+    "log.level": _one_of(LEVELS),
+    **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
+       for name in COLLECTORS},
+    "health.temperature-celsius": _positive,
+    "health.utilization-ratio": _ratio,
+    "health.power-ratio": _positive,
+    "health.xid-window-seconds": _positive,
+    "health.critical-xids": lambda v: None if isinstance(v, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v) else "must be a list of XID numbers",
+}
+
+
+def _check(key: str, v: Any, where: str) -> Any:
+    problem = CHECKS[key](v)
+    if problem:
+        raise UsageError(f"{where}: {problem}")
     return v
 
 
-def load(flags, config_path):
+def load(flags: dict[str, Any], config_path: str | None) -> Settings:
     """Merge `flags` (key -> value, None when not given) over the config file over the defaults."""
     values = dict(DEFAULTS)
     if config_path:
@@ -97,4 +138,6 @@ def load(flags, config_path):
     for key, v in flags.items():
         if v is not None and v != []:
             values[key] = _check(key, v, f"--{key}")
-    return Settings(values)
+    if values["collector.gpu"] and values["gpu-backend"] != "nvml":
+        load_fleet(values["fleet"])  # a bad fleet is refused now, not found by a later scrape
+    return Settings(values, registry.load(values["registry"]), webconfig.load(values["web.config.file"]))

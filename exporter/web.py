@@ -8,11 +8,15 @@ import gzip
 import logging
 import socket
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from exporter import exposition
+from exporter.collectors.scrape import Scraper
 from exporter.errors import UsageError
+from exporter.serveconfig import Settings
 
 log = logging.getLogger("orchex")
 
@@ -26,7 +30,7 @@ LANDING = """<!doctype html>
 """
 
 
-def parse_address(text):
+def parse_address(text: str) -> tuple[str, int]:
     """(host, port) from `:9847`, `0.0.0.0:9847`, `[::1]:9847`."""
     host, sep, port = str(text).rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -36,36 +40,39 @@ def parse_address(text):
 
 
 class App:
-    """What the handler needs: set by `orchex serve`, replaced in place on SIGHUP."""
+    """What the handler needs: set by `orchex serve`; `settings` is replaced whole on SIGHUP, so a
+    request sees either the old settings or the new ones, never a mix."""
 
-    def __init__(self, scraper, telemetry_path, web, version):
-        self.scraper, self.telemetry_path, self.web, self.version = scraper, telemetry_path, web, version
+    def __init__(self, scraper: Scraper, settings: Settings, version: str) -> None:
+        self.scraper, self.settings, self.version = scraper, settings, version
         self.ready = threading.Event()
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "orchex"
-    app = None  # set on the subclass made by make_server
+    app: App  # set on the subclass made by make_server
 
-    def log_message(self, fmt, *args):
-        log.debug("http %s %s", self.address_string(), fmt % args)
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s %s", self.address_string(), format % args)
 
-    def _send(self, code, body, ctype="text/plain; charset=utf-8", extra=()):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in list(self.app.web.headers.items()) + list(extra):
-            self.send_header(k, v)
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
+              extra: Iterable[tuple[str, str]] = ()) -> None:
+        self.log_request(code)
+        head = [f"{self.protocol_version} {code} {self.responses[code][0]}",
+                f"Server: {self.version_string()}", f"Date: {self.date_time_string()}",
+                f"Content-Type: {ctype}", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in (*self.app.settings.web.headers.items(), *extra)]
+        if self.close_connection:
+            head.append("Connection: close")
         # Headers and body leave in one write: written apart, a small body waits on Nagle and the
         # client's delayed ACK (40 ms a response on a keep-alive connection).
-        self._headers_buffer.append(b"\r\n")
-        if self.command != "HEAD":
-            self._headers_buffer.append(body)
-        self.flush_headers()
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(data + body if self.command != "HEAD" else data)
 
-    def _authorized(self):
-        if not self.app.web.users:
+    def _authorized(self) -> bool:
+        web = self.app.settings.web
+        if not web.users:
             return True
         auth = self.headers.get("Authorization", "")
         if auth[:6].lower() == "basic ":
@@ -73,19 +80,20 @@ class Handler(BaseHTTPRequestHandler):
                 user, _, password = base64.b64decode(auth[6:], validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 return False
-            return self.app.web.authorized(user, password)
+            return web.authorized(user, password)
         return False
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         if not self._authorized():
             self._send(401, b"Unauthorized\n", extra=[("WWW-Authenticate", 'Basic realm="orchex"')])
             return
         url = urlsplit(self.path)
         app = self.app
-        if url.path == app.telemetry_path:
+        telemetry_path = app.settings["web.telemetry-path"]
+        if url.path == telemetry_path:
             self._metrics(parse_qs(url.query).get("name[]"))
         elif url.path == "/":
-            page = LANDING.format(path=app.telemetry_path, version=app.version).encode()
+            page = LANDING.format(path=telemetry_path, version=app.version).encode()
             self._send(200, page, "text/html; charset=utf-8")
         elif url.path == "/healthz":
             self._send(200, b"OK\n")
@@ -99,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    def _metrics(self, names):
+    def _metrics(self, names: list[str] | None) -> None:
         om = "application/openmetrics-text" in self.headers.get("Accept", "")
         if names:
             wanted = set(names)
@@ -119,30 +127,30 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # 20 scrapers connecting at once must not overflow the listen backlog
-    ssl_context = None
+    app: App  # set on the subclass made by make_server
 
-    def get_request(self):
+    def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
+        tls = self.app.settings.web.tls
+        if tls is not None:
             # The handshake happens on the connection's own thread (first read), so a slow or
             # hostile client cannot hold up the accept loop.
-            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            sock = tls.current().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s failed", client_address, exc_info=True)
 
 
-def make_server(address, app):
+def make_server(address: str, app: App) -> "Server":
     host, port = parse_address(address)
     handler = type("BoundHandler", (Handler,), {"app": app})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("BoundServer", (Server,), {"address_family": family})
+    server_class = type("BoundServer", (Server,), {"address_family": family, "app": app})
     try:
         server = server_class((host or "0.0.0.0", port), handler)
     except OSError as e:
         raise UsageError(f"--web.listen-address {address}: {e.strerror}") from None
-    server.ssl_context = app.web.ssl_context
     return server
 

@@ -1,11 +1,13 @@
 """Load YAML keeping the line of every mapping key and sequence item, so messages can say FILE:LINE."""
 
+from typing import Any
+
 import yaml
 
 from exporter.errors import UsageError
 
 
-def load(path):
+def load(path: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """(data, lines) where lines maps a key path tuple such as ("models", 2, "memory") to a 1-based line."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -17,20 +19,21 @@ def load(path):
     return loads(text, path)
 
 
-def loads(text, path="<string>"):
+def loads(text: str, path: str = "<string>") -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 0
         raise UsageError(f"{path}:{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
-    lines = {}
+    lines: dict[tuple[Any, ...], int] = {}
     if node is None:
         return None, lines
     return _build(node, (), lines, path, yaml.SafeLoader("")), lines
 
 
-def _build(node, at, lines, path, scalars):
+def _build(node: yaml.Node, at: tuple[Any, ...], lines: dict[tuple[Any, ...], int], path: str,
+           scalars: yaml.SafeLoader) -> Any:
     lines[at] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out = {}

@@ -4,6 +4,8 @@ import platform
 import statistics
 import time
 
+from exporter.common.quantile import nearest_rank_sorted
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -18,13 +20,9 @@ def timed(fn, n, repeat=5):
     return samples
 
 
-def quantile(samples, q):
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
 def summary(samples):
-    return {"n": len(samples), "median_s": statistics.median(samples), "p99_s": quantile(samples, 0.99),
+    s = sorted(samples)
+    return {"n": len(s), "median_s": statistics.median(s), "p99_s": nearest_rank_sorted(s, 0.99),
             "min_s": min(samples), "mean_s": statistics.fmean(samples)}
 
 

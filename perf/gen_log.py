@@ -7,7 +7,8 @@ from exporter.commands.demo import requests
 from exporter.gpu.backends import judged
 from exporter.gpu.simulated import SimulatedBackend
 from exporter.routing import registry, selector
-from exporter.routing.selection_log import EXTRA, HEADER, format_row
+from exporter.selectionlog.rows import COLUMNS, EXTRA
+from exporter.selectionlog.writer import format_row
 
 START = 1769155200  # 2026-01-23 08:00:00 UTC
 
@@ -20,7 +21,7 @@ def generate(path, rows, seed=11):
     fleet = SimulatedBackend(clock=lambda: clock[0])
     stream = requests(reg, rng)
     with open(path, "w") as f:
-        f.write(",".join(HEADER + EXTRA) + "\n")
+        f.write(",".join(COLUMNS + EXTRA) + "\n")
         out = []
         gpus = None
         i = written = 0

@@ -1,7 +1,7 @@
 import csv
 import json
 
-from exporter.routing.selection_log import EXTRA, HEADER
+from exporter.selectionlog.rows import COLUMNS, EXTRA
 
 
 def test_help_for_every_command(cli):
@@ -31,7 +31,7 @@ def test_select_gpu_class_and_simulated_gpus_and_log(cli, tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("HY-MT1.5-7B") and "GPU " in res.stdout
     rows = list(csv.reader(open(log)))
-    assert rows[0] == list(HEADER + EXTRA)
+    assert rows[0] == list(COLUMNS + EXTRA)
     assert rows[1][1:4] == ["relational", "HY-MT1.5-7B", "true"] and rows[1][6].isdigit()
 
 

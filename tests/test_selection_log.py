@@ -2,8 +2,9 @@ import csv
 import multiprocessing
 import os
 
-from exporter.routing.selection_log import EXTRA, HEADER, SelectionLog, format_row
 from exporter.routing.selector import Selection
+from exporter.selectionlog.rows import COLUMNS, EXTRA
+from exporter.selectionlog.writer import SelectionLog, format_row
 
 SEL = Selection("code", "google-gemma-3-270m-it", "", 2 * 10**9, 0, 70.0, 0.95, True, None, "legacy")
 
@@ -15,7 +16,7 @@ def test_header_only_on_an_empty_file_and_rows_append(tmp_path):
     with SelectionLog(path) as log:  # a restart appends; it does not rewrite the header
         log.write(SEL, 1769155201, 0.002)
     lines = open(path).read().splitlines()
-    assert lines[0] == ",".join(HEADER)
+    assert lines[0] == ",".join(COLUMNS)
     assert len(lines) == 3
     ts, cat, model, primary, conf, score, gpu, dur = lines[1].split(",")
     assert len(ts) == 19 and ts[4] == "-" and ts[10] == " " and ts[13] == ":"
@@ -29,7 +30,7 @@ def test_extra_columns_follow_the_eight(tmp_path):
     with SelectionLog(path, extra=True) as log:
         log.write(fb, 0, 0.001)
     rows = list(csv.reader(open(path)))
-    assert rows[0] == list(HEADER + EXTRA)
+    assert rows[0] == list(COLUMNS + EXTRA)
     assert rows[1][1:] == ["math", "m,1", "false", "0.50", "35.00", "", "1.000", "true", 'why "x"', "default"]
 
 
@@ -51,7 +52,7 @@ def test_concurrent_writers_keep_every_row_whole(tmp_path):
         assert p.exitcode == 0
     with open(path) as f:
         rows = list(csv.reader(f))
-    assert rows[0] == list(HEADER)
+    assert rows[0] == list(COLUMNS)
     body = rows[1:]
     assert len(body) == 16000
     assert all(len(r) == 8 and r[1] == f"cat{r[6]}" and r[2] == f"model-{r[6]}" for r in body)

@@ -238,3 +238,25 @@ def test_bad_health_thresholds(cli, tmp_path):
     cfg.write_text("health.critical-xids: [79, x]\n")
     res = cli("serve", f"--config={cfg}")
     assert res.returncode == 2 and "orchex.yml:1: health.critical-xids: must be a list of XID numbers" in res.stderr
+
+
+def test_sighup_applies_paths_logs_collectors_and_log_level(serve, tmp_path):
+    log = tmp_path / "sel.csv"
+    log.write_text("timestamp,task_category,selected_model,primary_category,confidence_score,final_score,gpu_id,"
+                   "selection_duration_ms\n2026-01-23 09:00:00,math,phi,false,0.70,60.00,1,4.0\n")
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text("gpu-backend: simulated\ncollector.process: true\n")
+    s = serve(f"--config={cfg}")
+    assert s.get("/metrics")[0] == 200 and b"process_open_fds" in s.get()[2]
+    assert b'model="phi"' not in s.get()[2]
+    cfg.write_text(f"gpu-backend: simulated\ncollector.process: false\nweb.telemetry-path: /m2\n"
+                   f"selection-log: [{log}]\nlog.level: debug\n")
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while s.get("/m2")[0] != 200 and time.time() < deadline:
+        time.sleep(0.1)
+    code, _, body = s.get("/m2")
+    assert code == 200 and b'model="phi"' in body and b"process_open_fds" not in body
+    assert s.get("/metrics")[0] == 404
+    code, err = s.stop()
+    assert "level=debug" in err  # the new log level took effect

@@ -2,19 +2,21 @@
 summary."""
 
 import json
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
-def _f(v, digits=2):
+def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def _table(head, rows):
+def _table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return out
 
 
-def markdown(r):
+def markdown(r: dict[str, Any]) -> str:
     e = r["effectiveness"]
     out = ["# Multi-Category Routing Analytics Report", "",
            f"- **Generated:** {r['generated']}",
@@ -64,7 +66,7 @@ def markdown(r):
     return "\n".join(out) + "\n"
 
 
-def text(r):
+def text(r: dict[str, Any]) -> str:
     """Markdown without its markup, for a terminal or a mail."""
     out = []
     for line in markdown(r).splitlines():
@@ -76,11 +78,11 @@ def text(r):
     return "\n".join(out) + "\n"
 
 
-def as_json(r):
+def as_json(r: dict[str, Any]) -> str:
     return json.dumps(r, indent=2) + "\n"
 
 
-def summary(r):
+def summary(r: dict[str, Any]) -> str:
     """The console summary: totals, secondary usage, mean duration, top 5 models."""
     e = r["effectiveness"]
     out = [f"Total requests: {r['total_requests']}",

@@ -3,31 +3,27 @@
 Legacy thresholds: a secondary-category share above 30 % is good multi-category utilisation; a mean
 secondary confidence below 0.75 is low confidence."""
 
+from collections.abc import Iterable
+from typing import Any
+
+from exporter.common.quantile import nearest_rank
+from exporter.selectionlog.tally import Tally
+
 SCHEMA = "orchex.analytics/1"
 SECONDARY_SHARE_GOOD = 0.30
 SECONDARY_CONFIDENCE_LOW = 0.75
 
 
-def _rank(counts, q):
-    """Nearest-rank quantile over {value: count}."""
-    total = sum(counts.values())
-    need = max(1, -(-total * q // 1))
-    seen = 0
-    for value in sorted(counts):
-        seen += counts[value]
-        if seen >= need:
-            return value
-    return None
-
-
-def _by_requests(items):
+def _by_requests(items: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """Rows sorted by requests (most first), then name: never hash order."""
     return sorted(items, key=lambda kv: (-kv[1]["requests"], kv[0]))
 
 
-def compute(t, files, generated):
+def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
     n = t.rows
-    cats, models, gpus = {}, {}, {}
+    cats: dict[str, dict[str, Any]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    gpus: dict[str, int] = {}
     for (c, m, primary, g), k in t.selections.items():
         cat = cats.setdefault(c, {"requests": 0, "models": set(), "fallbacks": 0})
         cat["requests"] += k
@@ -37,18 +33,19 @@ def compute(t, files, generated):
         mod["categories"].add(c)
         mod["primary" if primary else "secondary"] += k
         gpus[g] = gpus.get(g, 0) + k
-    score_by_cat, score_by_model = {}, {}
+    score_by_cat: dict[str, float] = {}
+    score_by_model: dict[str, float] = {}
     for (c, m), s in t.score_sum.items():
         score_by_cat[c] = score_by_cat.get(c, 0.0) + s
         score_by_model[m] = score_by_model.get(m, 0.0) + s
-    conf_by_cat = {}
+    conf_by_cat: dict[str, float] = {}
     secondary_conf = 0.0
     for (c, _, primary), s in t.confidence_sum.items():
         conf_by_cat[c] = conf_by_cat.get(c, 0.0) + s
         if not primary:
             secondary_conf += s
     secondary = sum(k for (_, _, p, _), k in t.selections.items() if not p)
-    durations = {}
+    durations: dict[str, dict[float, int]] = {}
     for (c, ms), k in t.durations.items():
         durations.setdefault(c, {})[ms] = k
     per_category = []
@@ -58,8 +55,8 @@ def compute(t, files, generated):
                "mean_score": score_by_cat.get(c, 0.0) / v["requests"],
                "mean_confidence": conf_by_cat.get(c, 0.0) / v["requests"],
                "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"],
-               "duration_ms_p50": _rank(d, 0.50), "duration_ms_p95": _rank(d, 0.95),
-               "duration_ms_p99": _rank(d, 0.99)}
+               "duration_ms_p50": nearest_rank(d, 0.50), "duration_ms_p95": nearest_rank(d, 0.95),
+               "duration_ms_p99": nearest_rank(d, 0.99)}
         if t.extended:
             row["fallbacks"] = sum(k for (fc, _), k in t.fallbacks.items() if fc == c)
         per_category.append(row)
@@ -68,7 +65,7 @@ def compute(t, files, generated):
                   "primary": v["primary"], "secondary": v["secondary"]}
                  for m, v in _by_requests(models.items())]
     multi = [row for row in per_model if row["categories_served"] > 1]
-    all_durations = {}
+    all_durations: dict[float, int] = {}
     for d in durations.values():
         for ms, k in d.items():
             all_durations[ms] = all_durations.get(ms, 0) + k
@@ -79,8 +76,8 @@ def compute(t, files, generated):
         "secondary_selections": secondary, "secondary_share": share,
         "mean_secondary_confidence": mean_secondary_conf,
         "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0,
-        "duration_ms_p50": _rank(all_durations, 0.5), "duration_ms_p95": _rank(all_durations, 0.95),
-        "duration_ms_p99": _rank(all_durations, 0.99),
+        "duration_ms_p50": nearest_rank(all_durations, 0.5), "duration_ms_p95": nearest_rank(all_durations, 0.95),
+        "duration_ms_p99": nearest_rank(all_durations, 0.99),
         "gpus": [{"gpu": g or "none", "selections": k, "share": k / n}
                  for g, k in sorted(gpus.items(), key=lambda kv: (-kv[1], kv[0]))],
     }

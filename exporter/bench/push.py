@@ -5,18 +5,27 @@ A dedicated registry (no process metrics); job `orchex_bench` unless --job; grou
 against different registries keep separate groups. POST (pushadd) replaces only the metrics it
 sends: a failed run leaves the last success timestamp of the last good one in place."""
 
+from __future__ import annotations
+
 import math
 import os
 import socket
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from exporter.bench.run import Result
 
 
-def collector_registry(r, elapsed, now=None):
+def collector_registry(r: Result, elapsed: float, now: float | None = None) -> CollectorRegistry:
     from prometheus_client import CollectorRegistry, Gauge
 
     reg = CollectorRegistry()
 
-    def gauge(name, doc, labelnames=()):
+    def gauge(name: str, doc: str, labelnames: Sequence[str] = ()) -> Gauge:
         return Gauge(name, doc, labelnames, registry=reg)
 
     med = gauge("orchex_bench_selection_median_seconds", "Median selection time per category.", ["category"])
@@ -59,20 +68,21 @@ def collector_registry(r, elapsed, now=None):
     return reg
 
 
-def grouping_key(r, labels):
+def grouping_key(r: Result, labels: dict[str, str]) -> dict[str, str]:
     key = {"instance": socket.gethostname(), "registry": r.registry_digest[:12]}
     key.update(labels)
     return key
 
 
-def push(url, job, r, elapsed, labels):
+def push(url: str, job: str, r: Result, elapsed: float, labels: dict[str, str]) -> None:
     """Push, or raise OSError with a one-line reason."""
     from prometheus_client import pushadd_to_gateway
     from prometheus_client.exposition import basic_auth_handler, default_handler
 
     user, password = os.environ.get("ORCHEX_PUSH_USERNAME"), os.environ.get("ORCHEX_PUSH_PASSWORD")
 
-    def handler(url, method, timeout, headers, data):
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                data: bytes) -> Callable[[], None]:
         if user is not None:
             return basic_auth_handler(url, method, timeout, headers, data, user, password or "")
         return default_handler(url, method, timeout, headers, data)

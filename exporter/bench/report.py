@@ -1,25 +1,28 @@
 """The benchmark report as text or JSON (schema `orchex.bench/1`)."""
 
 import json
+from typing import Any
+
+from exporter.bench.run import Result
 
 SCHEMA = "orchex.bench/1"
 
 
-def as_dict(r, elapsed):
+def as_dict(r: Result, elapsed: float) -> dict[str, Any]:
     return {"schema": SCHEMA, "iterations": r.iterations, "policy": r.policy, "registry_sha256": r.registry_digest,
             "passed": r.passed, "failures": r.failures, "warnings": r.warnings, "elapsed_s": elapsed,
             "categories": r.categories, "combinations": r.combinations, "coverage": r.coverage, "scaling": r.scaling}
 
 
-def as_json(r, elapsed):
+def as_json(r: Result, elapsed: float) -> str:
     return json.dumps(as_dict(r, elapsed), indent=2, sort_keys=False) + "\n"
 
 
-def _ms(v):
+def _ms(v: float) -> str:
     return f"{v * 1e3:8.4f}"
 
 
-def as_text(r, elapsed):
+def as_text(r: Result, elapsed: float) -> str:
     out = [f"orchex bench: {r.iterations} iterations, policy {r.policy}, registry {r.registry_digest[:12]}", ""]
     out.append("Selection time per category (ms)")
     out.append(f"  {'category':16s} {'mean':>8s} {'median':>8s} {'stdev':>8s} {'min':>8s} {'max':>8s} "

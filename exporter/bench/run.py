@@ -6,14 +6,19 @@ a test can hand it a non-deterministic selector and see the consistency check fa
 import math
 import statistics
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from exporter.common.quantile import nearest_rank_sorted
 from exporter.gpu.health import HEALTHY, HOT, health
 from exporter.gpu.snapshot import GpuSnapshot
 from exporter.routing import selector as selector_mod
 from exporter.routing import synthetic
-from exporter.routing.selector import Constraints, SelectionError
+from exporter.routing.registry import Registry
+from exporter.routing.selector import Constraints, Selection, SelectionError
 
+Selector = Callable[..., Selection]
 GB = 10**9
 # The legacy benchmark's four combinations, by its names.
 LEGACY_COMBINATIONS = (
@@ -25,7 +30,7 @@ LEGACY_COMBINATIONS = (
 SCALING_SIZES = (7, 100, 1000)
 
 
-def bench_fleet():
+def bench_fleet() -> list[GpuSnapshot]:
     """Eight GPUs: six ordinary, GPU 2 hot (88 C), GPU 5 nearly full (1 GB free)."""
     out = []
     for i in range(8):
@@ -48,9 +53,9 @@ GPU_COMBINATIONS = (
 
 @dataclass
 class Timing:
-    samples: list  # seconds
+    samples: list[float]  # seconds
 
-    def stats(self):
+    def stats(self) -> dict[str, float]:
         s = sorted(self.samples)
         n = len(s)
         mean = math.fsum(s) / n
@@ -59,14 +64,9 @@ class Timing:
         return {
             "count": n, "mean_s": mean, "median_s": statistics.median(s),
             "stdev_s": stdev, "min_s": s[0], "max_s": s[-1],
-            "p95_s": _rank(s, 0.95), "p99_s": _rank(s, 0.99),
+            "p95_s": nearest_rank_sorted(s, 0.95), "p99_s": nearest_rank_sorted(s, 0.99),
             "selections_per_second": n / math.fsum(s) if math.fsum(s) > 0 else math.inf,
         }
-
-
-def _rank(sorted_samples, q):
-    """Nearest-rank quantile."""
-    return sorted_samples[max(0, math.ceil(q * len(sorted_samples)) - 1)]
 
 
 @dataclass
@@ -82,13 +82,16 @@ class Result:
     warnings: list = field(default_factory=list)
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         return not self.failures
 
 
-def time_selections(select, registry, category, constraints, gpus, policy, n, clock):
+def time_selections(select: Selector, registry: Registry, category: str, constraints: Constraints,
+                    gpus: list[GpuSnapshot] | None, policy: str, n: int,
+                    clock: Callable[[], float]) -> tuple[list[float], Counter[Selection], SelectionError | None]:
     """n timed selections of one input: (samples, Counter of the answers, first error or None)."""
-    samples, answers = [], []
+    samples: list[float] = []
+    answers: list[Selection] = []
     try:
         for _ in range(n):
             t = clock()
@@ -100,7 +103,8 @@ def time_selections(select, registry, category, constraints, gpus, policy, n, cl
     return samples, Counter(answers), None
 
 
-def meets(registry, sel, constraints, gpus):
+def meets(registry: Registry, sel: Selection, constraints: Constraints,
+          gpus: list[GpuSnapshot] | None) -> str | None:
     """Why a selection breaks its constraints, or None: checked apart from the selector."""
     m = registry.models[sel.model]
     if constraints.max_memory is not None and sel.memory > constraints.max_memory:
@@ -111,13 +115,14 @@ def meets(registry, sel, constraints, gpus):
         g = next((g for g in gpus if g.index == sel.gpu), None)
         if g is None or g.health != HEALTHY:
             return f"placed on GPU {sel.gpu}, which is not HEALTHY"
-        if g.memory_free < sel.memory:
+        if g.memory_free is None or g.memory_free < sel.memory:
             return f"placed on GPU {sel.gpu} with {g.memory_free} bytes free < {sel.memory}"
     return None
 
 
-def run(registry, iterations=1000, policy="default", gpus=None, select=selector_mod.select, clock=None,
-        scaling_sizes=SCALING_SIZES):
+def run(registry: Registry, iterations: int = 1000, policy: str = "default", gpus: list[GpuSnapshot] | None = None,
+        select: Selector = selector_mod.select, clock: Callable[[], float] | None = None,
+        scaling_sizes: Iterable[int] = SCALING_SIZES) -> Result:
     import time
 
     clock = clock or time.perf_counter
@@ -139,7 +144,7 @@ def run(registry, iterations=1000, policy="default", gpus=None, select=selector_
     fleet = bench_fleet()
     for name, cid, c in LEGACY_COMBINATIONS + GPU_COMBINATIONS:
         on = fleet if name.startswith("GPU-aware") else gpus
-        entry = {"name": name, "category": cid}
+        entry: dict[str, Any] = {"name": name, "category": cid}
         if cid not in registry.categories:
             r.failures.append(f"{name}: category {cid} is not in the registry")
             entry["error"] = f"unknown category {cid}"
@@ -182,5 +187,5 @@ def run(registry, iterations=1000, policy="default", gpus=None, select=selector_
             r.failures.append(f"scaling at {size} models: {err}")
             continue
         r.scaling[str(size)] = {"models": size, "median_s": statistics.median(samples),
-                                "p99_s": _rank(sorted(samples), 0.99), "count": n}
+                                "p99_s": nearest_rank_sorted(sorted(samples), 0.99), "count": n}
     return r

@@ -1,10 +1,24 @@
-"""Collectors, one per file, each behind the same small interface (as node_exporter's):
+"""Collectors, one per file, each behind the same small interface (as node_exporter's): see
+`Collector`. `scrape.Scraper` runs the enabled ones, times each, and turns an exception into an
+error count so that one failing collector never fails the scrape."""
 
-    name: str                      the `--collector.<name>` flag
-    collect(now) -> [Family]       read and return fresh families; may raise
-    close()                        release what it holds
+from typing import TYPE_CHECKING, Protocol
 
-`scrape.Scraper` runs the enabled ones, times each, and turns an exception into an error count so
-that one failing collector never fails the scrape."""
+from exporter.exposition import Family
 
-NAMES = ("gpu", "routing", "process")
+if TYPE_CHECKING:
+    from exporter.routing.registry import Registry
+    from exporter.serveconfig import Settings
+
+
+class Collector(Protocol):
+    name: str  # the `--collector.<name>` flag
+
+    def collect(self, now: float) -> list[Family]:
+        """Fresh families for one scrape; may raise, which costs only this collector's families."""
+
+    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+        """Adopt reloaded settings (SIGHUP) without losing counts already made."""
+
+    def close(self) -> None:
+        """Release what it holds."""

@@ -6,10 +6,17 @@ reading, so several Prometheus servers (or a retry storm) cost one NVML pass."""
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from exporter.exposition import Family, labels
-from exporter.gpu.backends import judged
-from exporter.gpu.health import DEFAULT_THRESHOLDS, STATES
+from exporter.gpu.backends import Backend, factory, judged
+from exporter.gpu.health import DEFAULT_THRESHOLDS, STATES, Thresholds
+from exporter.gpu.snapshot import GpuSnapshot
+
+if TYPE_CHECKING:
+    from exporter.routing.registry import Registry
+    from exporter.serveconfig import Settings
 
 log = logging.getLogger("orchex")
 SHARE_SECONDS = 0.5
@@ -65,21 +72,33 @@ INFO_LABELS = ("pci_bus_id", "driver_version", "cuda_driver_version", "vbios_ver
 class GpuCollector:
     name = "gpu"
 
-    def __init__(self, open_backend, thresholds=DEFAULT_THRESHOLDS, clock=time.time):
-        """`open_backend()` returns an open backend or raises (NVML unavailable): retried later."""
-        self.open_backend, self.thresholds, self.clock = open_backend, thresholds, clock
-        self.backend = None
-        self.unavailable = None  # why the backend could not be opened
+    def __init__(self, open_backend: Callable[[], Backend], thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                 source: tuple[str, str | None] | None = None) -> None:
+        """`open_backend()` returns an open backend or raises (NVML unavailable): retried later.
+        `source` is the (backend name, fleet file) that `open_backend` was made from, if any."""
+        self.open_backend, self.thresholds, self.source = open_backend, thresholds, source
+        self.backend: Backend | None = None
+        self.unavailable: str | None = None  # why the backend could not be opened
         self.next_try = 0.0
         self.lock = threading.Lock()
-        self.shared = (0.0, None)  # (monotonic time of the reading, families)
+        self.shared: tuple[float, list[Family] | None] = (0.0, None)  # (monotonic time of the reading, families)
 
-    def close(self):
+    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+        source = (settings["gpu-backend"], settings["fleet"])
+        with self.lock:
+            self.thresholds = settings.thresholds()
+            self.shared = (0.0, None)
+            if source != self.source:
+                self.close()
+                self.open_backend, self.source = factory(source[0], source[1], log.info), source
+                self.next_try = 0.0
+
+    def close(self) -> None:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
 
-    def collect(self, now):
+    def collect(self, now: float) -> list[Family]:
         with self.lock:
             taken, families = self.shared
             if families is not None and time.monotonic() - taken < SHARE_SECONDS:
@@ -88,7 +107,7 @@ class GpuCollector:
             self.shared = (time.monotonic(), families)
             return families
 
-    def _read(self, now):
+    def _read(self, now: float) -> list[Family]:
         if self.backend is None and time.monotonic() >= self.next_try:
             try:
                 self.backend = self.open_backend()
@@ -115,7 +134,7 @@ class GpuCollector:
         up.add(1)
         return [up] + gpu_families(snaps) + self._errors()
 
-    def _errors(self):
+    def _errors(self) -> list[Family]:
         counts = getattr(self.backend, "error_counts", None) or {}
         f = Family("orchex_nvml_errors", "counter",
                    "NVML calls that failed with an error other than NOT_SUPPORTED, by function and code.")
@@ -124,7 +143,7 @@ class GpuCollector:
         return [f]
 
 
-def gpu_families(snaps):
+def gpu_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
     """The orchex_gpu_* families for judged snapshots."""
     info = Family("orchex_gpu", "info", "GPU identity; join on gpu/uuid with group_left.")
     up = Family("orchex_gpu_up", "gauge", "1 when the GPU answered, 0 when it is lost or failing.")

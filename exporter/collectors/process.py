@@ -4,14 +4,19 @@ for its process collector would add about 13 MB of resident memory to a daemon t
 40 MB."""
 
 import os
+from typing import TYPE_CHECKING
 
 from exporter.exposition import Family
+
+if TYPE_CHECKING:
+    from exporter.routing.registry import Registry
+    from exporter.serveconfig import Settings
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _boot_time():
+def _boot_time() -> float:
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("btime "):
@@ -22,21 +27,24 @@ def _boot_time():
 class ProcessCollector:
     name = "process"
 
-    def __init__(self, proc="/proc/self"):
+    def __init__(self, proc: str = "/proc/self") -> None:
         self.proc = proc
         self.boot = _boot_time()
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def collect(self, now):
+    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+        pass  # nothing to configure
+
+    def collect(self, now: float) -> list[Family]:
         with open(f"{self.proc}/stat") as f:
             # Fields after the command name, which may itself hold spaces and parentheses.
             stat = f.read().rpartition(")")[2].split()
         utime, stime, start = int(stat[11]), int(stat[12]), int(stat[19])
         vsize, rss = int(stat[20]), int(stat[21]) * PAGE
 
-        def gauge(name, help_, value, kind="gauge"):
+        def gauge(name: str, help_: str, value: float, kind: str = "gauge") -> Family:
             fam = Family(name, kind, help_)
             fam.add(value, "", "_total" if kind == "counter" else "")
             return fam

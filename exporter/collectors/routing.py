@@ -7,11 +7,17 @@ counted under `other` (and in orchex_router_label_overflow_total), so a hostile 
 memory or series without bound."""
 
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from exporter.exposition import Family, labels
+from exporter.routing.registry import Registry
 from exporter.selectionlog.reader import Follower
 from exporter.selectionlog.rows import REASONS
 from exporter.selectionlog.tally import OTHER, Tally
+
+if TYPE_CHECKING:
+    from exporter.serveconfig import Settings
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0)
@@ -19,11 +25,11 @@ LE = tuple(str(b) for b in BUCKETS) + ("+Inf",)
 
 
 class LabelCap:
-    def __init__(self, known, max_values):
+    def __init__(self, known: dict[str, set[str]], max_values: int) -> None:
         self.known, self.max_values = known, max_values  # kind -> set of values always admitted
-        self.extra = {}
+        self.extra: dict[str, set[str]] = {}
 
-    def __call__(self, kind, value):
+    def __call__(self, kind: str, value: str) -> str:
         if value in self.known.get(kind, ()):
             return value
         extra = self.extra.setdefault(kind, set())
@@ -35,34 +41,37 @@ class LabelCap:
         return OTHER
 
 
-def known_labels(registry):
+def known_labels(registry: Registry) -> dict[str, set[str]]:
     return {"category": set(registry.categories), "model": set(registry.models)}
 
 
 class RoutingCollector:
     name = "routing"
 
-    def __init__(self, patterns, registry, max_label_values=100):
+    def __init__(self, patterns: Iterable[str], registry: Registry, max_label_values: int = 100) -> None:
         self.cap = LabelCap(known_labels(registry), max_label_values)
         self.tally = Tally(buckets=BUCKETS, label=self.cap)
         self.follower = Follower(patterns, self.tally)
         self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
         self.lock = threading.Lock()
-        self.built = (None, [])  # (tally version, families)
-        self._labels = {}
+        self.built: tuple[int | None, list[Family]] = (None, [])  # (tally version, families)
+        self._labels: dict[tuple[tuple[str, str], ...], str] = {}
 
-    def set_registry(self, registry):
-        """Adopt a reloaded registry: its names are admitted from now on; counts already made stay."""
+    def reconfigure(self, settings: "Settings", registry: Registry) -> None:
+        """Adopt reloaded settings: the registry's names are admitted from now on, the label cap and
+        the followed patterns change; counts already made stay."""
         with self.lock:
             self.cap.known = known_labels(registry)
+            self.cap.max_values = settings["routing.max-label-values"]
             self.tally.forget_labels()
+            self.follower.patterns = list(settings["selection-log"])
             self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
             self.built = (None, [])
 
-    def close(self):
+    def close(self) -> None:
         self.follower.close()
 
-    def collect(self, now):
+    def collect(self, now: float) -> list[Family]:
         with self.lock:
             self.follower.poll()
             version, families = self.built
@@ -71,14 +80,14 @@ class RoutingCollector:
                 self.built = (self.tally.version, families)
             return families
 
-    def _lab(self, **kv):
+    def _lab(self, **kv: str) -> str:
         key = tuple(kv.items())
         s = self._labels.get(key)
         if s is None:
             s = self._labels[key] = labels(**kv)
         return s
 
-    def _families(self):
+    def _families(self) -> list[Family]:
         t, lab = self.tally, self._lab
         sel = Family("orchex_router_selections", "counter",
                      "Model selections read from the selection logs, by category, model, GPU and whether the "

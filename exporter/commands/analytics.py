@@ -1,9 +1,11 @@
 """`orchex analytics FILE...`: the legacy routing reports from selection logs."""
 
+import argparse
 import sys
+from typing import Any
 
 
-def add_parser(sub):
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("analytics", help="routing reports from selection logs",
                        description="Summarise selection logs (files, globs, .gz, - for standard input). "
                                    "Without --report: a console summary. With --report: the full report, and "
@@ -19,7 +21,7 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
-def _time(flag, text):
+def _time(flag: str, text: str | None) -> str | None:
     import re
 
     from exporter.errors import UsageError
@@ -33,7 +35,7 @@ def _time(flag, text):
     return f"{m.group(1)} {clock}"
 
 
-def generated_time():
+def generated_time() -> str:
     """ISO 8601 UTC; SOURCE_DATE_EPOCH fixes it so identical input gives byte-identical reports."""
     import os
     import time
@@ -52,10 +54,10 @@ def generated_time():
 class Progress:
     """A progress bar on standard error, for inputs above about 50 MB when it is a terminal."""
 
-    def __init__(self, total):
+    def __init__(self, total: int) -> None:
         self.total, self.shown = total, -1
 
-    def __call__(self, done):
+    def __call__(self, done: int) -> None:
         pct = min(100, done * 100 // max(self.total, 1))
         if pct != self.shown:
             self.shown = pct
@@ -63,11 +65,11 @@ class Progress:
             sys.stderr.write(f"\r[{bar:<25}] {pct:3d}% of {self.total / 1e6:.0f} MB")
             sys.stderr.flush()
 
-    def close(self):
+    def close(self) -> None:
         sys.stderr.write("\n")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int | None:
     import gc
     import os
 
@@ -93,7 +95,7 @@ def run(args):
     # collector would only rescan them.
     gc.disable()
 
-    def make():
+    def make() -> Tally:
         return Tally(since=since, until=until)
 
     total = make()

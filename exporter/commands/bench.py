@@ -1,9 +1,11 @@
 """`orchex bench [ITERATIONS]`: the routing benchmark; exit 0 only when every check passes."""
 
+import argparse
 import sys
+from typing import Any
 
 
-def _iterations(text):
+def _iterations(text: str) -> int:
     import argparse
 
     try:
@@ -15,7 +17,7 @@ def _iterations(text):
     return n
 
 
-def _label(text):
+def _label(text: str) -> tuple[str, str]:
     import argparse
     import re
 
@@ -25,7 +27,7 @@ def _label(text):
     return k, v
 
 
-def add_parser(sub):
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmark the selector; optionally push the results",
                        description="Time selections per category, the legacy constraint combinations and "
                                    "GPU-aware ones, check consistency and coverage, measure scaling. Exit 0 when "
@@ -44,7 +46,7 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int | None:
     import time
 
     from exporter.bench import report

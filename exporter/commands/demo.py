@@ -1,7 +1,18 @@
 """`orchex demo`: routing traffic through the real selector, appended to a selection log."""
 
+import argparse
+import random
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-def add_parser(sub):
+from exporter.gpu.backends import NAMES as BACKENDS
+
+if TYPE_CHECKING:
+    from exporter.routing.registry import Registry
+    from exporter.routing.selector import Constraints
+
+
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="generate routing traffic into a selection log",
                        description="Drive the real selector against the GPU backend's snapshots and append "
                                    "each decision to a selection log (the embedded default of `make run`).")
@@ -9,14 +20,14 @@ def add_parser(sub):
     p.add_argument("--rate", type=float, default=20.0, metavar="PER_SECOND", help="selections per second")
     p.add_argument("--count", type=int, metavar="N", help="stop after N selections (default: run until stopped)")
     p.add_argument("--registry", metavar="FILE")
-    p.add_argument("--gpu-backend", choices=("auto", "nvml", "simulated"), default="auto")
+    p.add_argument("--gpu-backend", choices=BACKENDS, default="auto")
     p.add_argument("--fleet", metavar="FILE")
     p.add_argument("--policy", choices=("default", "legacy"), default="default")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(run=run)
 
 
-def requests(reg, rng):
+def requests(reg: "Registry", rng: random.Random) -> Iterator[tuple[str, "Constraints"]]:
     """Endless (category, Constraints): every category, GPU classes, agent types, preferences."""
     from exporter.routing.selector import Constraints
 
@@ -33,7 +44,7 @@ def requests(reg, rng):
         )
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int | None:
     import random
     import signal
     import sys
@@ -42,7 +53,7 @@ def run(args):
     from exporter.errors import UsageError
     from exporter.gpu import backends
     from exporter.routing import registry, selector
-    from exporter.routing.selection_log import SelectionLog
+    from exporter.selectionlog.writer import SelectionLog
 
     if args.rate <= 0:
         raise UsageError("--rate: must be positive")

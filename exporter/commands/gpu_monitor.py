@@ -1,9 +1,13 @@
 """`orchex gpu-monitor [INTERVAL] [LOG]`: the legacy console monitor, without its bugs."""
 
+import argparse
 import sys
+from typing import Any, BinaryIO
+
+from exporter.gpu.backends import NAMES as BACKENDS
 
 
-def _interval(text):
+def _interval(text: str) -> float:
     import argparse
 
     try:
@@ -15,7 +19,7 @@ def _interval(text):
     return v
 
 
-def add_parser(sub):
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("gpu-monitor", help="console GPU monitor with a CSV log",
                        description="Print one line per GPU every INTERVAL seconds and append it to LOG. "
                                    "Ctrl+C or SIGTERM prints a summary per GPU and exits 0.")
@@ -26,12 +30,12 @@ def add_parser(sub):
     p.add_argument("--once", action="store_true", help="one reading, then exit")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="json: one object per cycle on standard output")
-    p.add_argument("--backend", choices=("auto", "nvml", "simulated"), default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--fleet", metavar="FILE", help="fleet YAML for the simulated backend")
     p.set_defaults(run=run)
 
 
-def _open_log(path):
+def _open_log(path: str) -> BinaryIO:
     import os
 
     from exporter.errors import UsageError
@@ -54,7 +58,7 @@ def _open_log(path):
         raise UsageError(f"{path}: cannot append: {e.strerror}") from None
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int | None:
     import json
     import os
     import signal

@@ -1,9 +1,11 @@
 """`orchex registry import-legacy|validate`."""
 
+import argparse
 import sys
+from typing import Any
 
 
-def add_parser(sub):
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("registry", help="import the legacy registry files, validate a registry",
                        description="Manage the YAML model registry.")
     rs = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
@@ -19,7 +21,7 @@ def add_parser(sub):
     val.set_defaults(run=run_validate)
 
 
-def run_import(args):
+def run_import(args: argparse.Namespace) -> None:
     from exporter.routing import legacy_import, registry
 
     data, notes = legacy_import.convert(args.models, args.categories)
@@ -36,7 +38,7 @@ def run_import(args):
         sys.stdout.write(text)
 
 
-def run_validate(args):
+def run_validate(args: argparse.Namespace) -> None:
     from exporter.routing import registry
 
     reg = registry.load(args.file)

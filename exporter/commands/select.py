@@ -1,10 +1,18 @@
 """`orchex select`: one routing decision, printed and optionally appended to the selection log."""
 
+import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Any
+
+from exporter.gpu.backends import NAMES as BACKENDS
+
+if TYPE_CHECKING:
+    from exporter.routing.registry import Registry
+    from exporter.routing.selector import Constraints
 
 
-def add_parser(sub):
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("select", help="pick a model (and a GPU) for a task category",
                        description="Run the selector once and print its decision.")
     p.add_argument("--category", help="task category (default: the registry's default_category)")
@@ -17,7 +25,7 @@ def add_parser(sub):
     p.add_argument("--min-benchmark", type=float, metavar="SCORE")
     p.add_argument("--policy", choices=("default", "legacy"), default="default")
     p.add_argument("--registry", metavar="FILE", help="registry YAML (default: the packaged one)")
-    p.add_argument("--gpus", choices=("none", "simulated", "nvml"), default="none",
+    p.add_argument("--gpus", choices=("none", *BACKENDS), default="none",
                    help="place on GPUs read from this backend")
     p.add_argument("--fleet", metavar="FILE", help="fleet YAML for --gpus simulated")
     p.add_argument("--log", metavar="FILE", help="append the decision to this selection log")
@@ -25,7 +33,7 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
-def constraints_from(args, reg):
+def constraints_from(args: argparse.Namespace, reg: "Registry") -> "Constraints":
     from exporter.routing.constraints import build_constraints
 
     return build_constraints(reg, max_memory=args.max_gpu_memory, agent_type=args.agent_type,
@@ -33,7 +41,7 @@ def constraints_from(args, reg):
                              min_benchmark=args.min_benchmark)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int | None:
     import time
 
     from exporter.errors import UsageError
@@ -44,8 +52,11 @@ def run(args):
     constraints = constraints_from(args, reg)
     gpus = None
     if args.gpus != "none":
-        with backends.open_backend(args.gpus, fleet=args.fleet) as backend:
+        backend = backends.open_backend(args.gpus, fleet=args.fleet)
+        try:
             gpus = backends.judged(backend.read(), time.time())
+        finally:
+            backend.close()
     started = time.perf_counter()
     try:
         sel = selector.select(reg, args.category, constraints, gpus, args.policy)
@@ -53,7 +64,7 @@ def run(args):
         raise UsageError(str(e)) from None
     took = time.perf_counter() - started
     if args.log:
-        from exporter.routing.selection_log import SelectionLog
+        from exporter.selectionlog.writer import SelectionLog
 
         with SelectionLog(args.log, extra=True) as log:
             log.write(sel, time.time(), took)
@@ -61,8 +72,8 @@ def run(args):
         out = dict(sel._asdict(), duration_seconds=took)
         json.dump(out, sys.stdout, indent=2)
         print()
-        return
-    from exporter.routing.memory import format_size
+        return 0
+    from exporter.common.memory import format_size
 
     place = f"GPU {sel.gpu} (load {sel.load:.3f})" if sel.gpu is not None else "no GPU placement"
     print(f"{sel.model}{' ' + sel.variant if sel.variant else ''}  needs {format_size(sel.memory)}  {place}")
@@ -70,3 +81,4 @@ def run(args):
           f"primary {str(sel.primary).lower()}  policy {sel.policy}")
     if sel.fallback:
         print(f"  fallback: {sel.reason}")
+    return 0

@@ -1,34 +1,77 @@
-"""Choose and open a GPU backend: `nvml`, `simulated`, or `auto` (nvml when a driver answers)."""
+"""Choose and open a GPU backend: `nvml`, `simulated`, or `auto` (nvml when a driver answers).
+
+The names and the `auto` rule live here alone; every command and the exporter ask this module."""
 
 import sys
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Protocol
 
 from exporter.errors import UsageError
-from exporter.gpu.health import DEFAULT_THRESHOLDS, health
+from exporter.gpu.health import DEFAULT_THRESHOLDS, Thresholds, health
+from exporter.gpu.snapshot import GpuSnapshot
 
 NAMES = ("auto", "nvml", "simulated")
 
 
-def open_backend(name, fleet=None, notice=None):
-    """An open backend; `notice` (default: standard error) hears why `auto` fell back."""
+class Backend(Protocol):
+    """What the collector, the selector's callers and the monitor read GPUs through."""
+
+    name: str
+    error_counts: dict[tuple[str, str], int]  # (function, error code name) -> failures
+
+    def read(self) -> list[GpuSnapshot]: ...
+
+    def close(self) -> None: ...
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def factory(name: str, fleet: str | None = None,
+            notice: Callable[[str], None] = _stderr) -> Callable[[], Backend]:
+    """A function that opens backend `name`, decided now: `auto` asks NVML once and, when it does not
+    answer, settles on the simulated fleet (`notice` hears why). A bad fleet file is an error here,
+    at start-up, not on every later open."""
     if name not in NAMES:
         raise UsageError(f"unknown GPU backend {name!r} (expected one of {', '.join(NAMES)})")
-    if name in ("auto", "nvml"):
+    from exporter.gpu.simulated import SimulatedBackend, load_fleet
+
+    if name == "auto":
         from exporter.gpu.nvml import NvmlBackend, NvmlUnavailable
 
         try:
-            return NvmlBackend()
+            NvmlBackend(watch_xids=False).close()
         except NvmlUnavailable as e:
-            if name == "nvml":
-                raise UsageError(f"GPU backend nvml: {e}") from None
-            (notice or (lambda m: print(m, file=sys.stderr)))(
-                f"orchex: {e}; using the simulated GPU fleet")
-    from exporter.gpu.simulated import SimulatedBackend
+            notice(f"{e}; using the simulated GPU fleet")
+            name = "simulated"
+        else:
+            name = "nvml"
+    if name == "simulated":
+        load_fleet(fleet)
+        return partial(SimulatedBackend, fleet)
+    from exporter.gpu.nvml import NvmlBackend
 
-    return SimulatedBackend(fleet)
+    return NvmlBackend
 
 
-def judged(snapshots, now, thresholds=DEFAULT_THRESHOLDS):
+def open_backend(name: str, fleet: str | None = None,
+                 notice: Callable[[str], None] | None = None) -> Backend:
+    """An open backend for a command that needs one now: NVML that cannot start is a usage error."""
+    from exporter.gpu.nvml import NvmlUnavailable
+
+    opener = factory(name, fleet, notice or (lambda m: _stderr(f"orchex: {m}")))
+    try:
+        return opener()
+    except NvmlUnavailable as e:
+        raise UsageError(f"GPU backend nvml: {e}") from None
+
+
+def judged(snapshots: Iterable[GpuSnapshot], now: float,
+           thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[GpuSnapshot]:
     """The snapshots with their health state set, as the selector and the exporter read it."""
-    for s in snapshots:
+    out = list(snapshots)
+    for s in out:
         s.health = health(s, now, thresholds)
-    return snapshots
+    return out

@@ -3,6 +3,8 @@ exporter and the console monitor so that all three agree."""
 
 from dataclasses import dataclass
 
+from exporter.gpu.snapshot import GpuSnapshot
+
 HEALTHY, HOT, OVERLOADED, HIGH_POWER, FAULT, DOWN = (
     "HEALTHY", "HOT", "OVERLOADED", "HIGH_POWER", "FAULT", "DOWN")
 STATES = (HEALTHY, HOT, OVERLOADED, HIGH_POWER, FAULT, DOWN)
@@ -15,14 +17,14 @@ class Thresholds:
     temperature_celsius: float = 85.0  # at or above: HOT (the legacy tool called exactly 85 HIGH_POWER)
     utilization_ratio: float = 0.95  # at or above: OVERLOADED
     power_ratio: float = 0.95  # power at or above this share of the limit: HIGH_POWER
-    critical_xids: frozenset = frozenset({48, 79, 94, 95})
+    critical_xids: frozenset[int] = frozenset({48, 79, 94, 95})
     xid_window_seconds: float = 600.0
 
 
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def health(s, now, t=DEFAULT_THRESHOLDS):
+def health(s: GpuSnapshot, now: float, t: Thresholds = DEFAULT_THRESHOLDS) -> str:
     """DOWN, FAULT, HOT, OVERLOADED, HIGH_POWER or HEALTHY, checked in that order.
 
     A field the GPU does not report cannot trip its rule: a card whose power reads N/A is judged on
@@ -43,7 +45,7 @@ def health(s, now, t=DEFAULT_THRESHOLDS):
     return HEALTHY
 
 
-def load_score(s):
+def load_score(s: GpuSnapshot) -> float:
     """0.5 x memory used/total + 0.3 x utilisation + 0.2 x temperature/85; a missing term counts 0."""
     mem = s.memory_used / s.memory_total if s.memory_used is not None and s.memory_total else 0.0
     return 0.5 * mem + 0.3 * (s.utilization or 0.0) + 0.2 * (s.temperature or 0.0) / 85.0

@@ -1,7 +1,11 @@
 """What `orchex gpu-monitor` prints and logs, and its exit summary: pure functions of snapshots."""
 
+from collections.abc import Iterable
+from typing import Any
+
+from exporter.common.csvtext import csv_field
 from exporter.gpu.health import DOWN, FAULT, HEALTHY, STATES
-from exporter.routing.selection_log import csv_field
+from exporter.gpu.snapshot import GpuSnapshot
 
 # The legacy header, exactly: existing parsers of gpu_monitor.log keep working.
 LOG_HEADER = ("timestamp,gpu_id,name,utilization_%,memory_used_mb,memory_free_mb,memory_total_mb,"
@@ -10,19 +14,19 @@ MIB = 1024 * 1024
 GREEN, YELLOW, RED, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
 
-def _num(v, fmt="{:.1f}"):
+def _num(v: float | None, fmt: str = "{:.1f}") -> str:
     return "" if v is None else fmt.format(v)
 
 
-def memory_percent(s):
+def memory_percent(s: GpuSnapshot) -> float | None:
     if s.memory_used is None or not s.memory_total:
         return None
     return 100.0 * s.memory_used / s.memory_total
 
 
-def log_row(when, s):
+def log_row(when: float, s: GpuSnapshot) -> str:
     """One legacy log line; a value the GPU does not report is an empty field, never a crash."""
-    def mib(b):
+    def mib(b: int | None) -> str:
         return _num(None if b is None else b // MIB, "{:d}")
 
     util = None if s.utilization is None else s.utilization * 100
@@ -33,11 +37,11 @@ def log_row(when, s):
     )) + "\n"
 
 
-def colour(state):
+def colour(state: str | None) -> str:
     return GREEN if state == HEALTHY else RED if state in (FAULT, DOWN) else YELLOW
 
 
-def console_line(s, use_colour):
+def console_line(s: GpuSnapshot, use_colour: bool) -> str:
     """`GPU 0: NAME | Util: 45% | Mem: 8192/16384MB (50%) | Temp: 65°C | Power: 71.5/700W | Status: HEALTHY`"""
     util = "N/A" if s.utilization is None else f"{s.utilization * 100:.0f}%"
     if s.memory_total:
@@ -55,9 +59,9 @@ def console_line(s, use_colour):
            f"Power: {power} | Status: {status}"
 
 
-def as_json(s):
+def as_json(s: GpuSnapshot) -> dict[str, Any]:
     """A snapshot as plain JSON-ready values: absent fields are left out."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in vars(s).items():
         if v is None or v == {} or k == "errors" and not v:
             continue
@@ -74,10 +78,11 @@ class Summary:
 
     FIELDS = ("utilization_%", "memory_%", "temperature_c", "power_w")
 
-    def __init__(self):
-        self.gpus = {}  # index -> {"name", "values": {field: [min, sum, max, n]}, "states": {state: s}}
+    def __init__(self) -> None:
+        # index -> {"name", "values": {field: [min, sum, max, n]}, "states": {state: seconds}}
+        self.gpus: dict[int, dict[str, Any]] = {}
 
-    def add(self, snapshots, seconds):
+    def add(self, snapshots: Iterable[GpuSnapshot], seconds: float) -> None:
         for s in snapshots:
             g = self.gpus.setdefault(s.index, {"name": s.name, "values": {}, "states": {}})
             util = None if s.utilization is None else s.utilization * 100
@@ -89,7 +94,7 @@ class Summary:
             state = s.health or "UNKNOWN"
             g["states"][state] = g["states"].get(state, 0.0) + seconds
 
-    def lines(self):
+    def lines(self) -> list[str]:
         out = []
         for index in sorted(self.gpus):
             g = self.gpus[index]

@@ -8,6 +8,8 @@ by function and code. One GPU's failure never hides the others.
 import ctypes
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pynvml as N
 
@@ -29,7 +31,7 @@ class NvmlUnavailable(Exception):
 
 
 class _Lost(Exception):
-    def __init__(self, function, code):
+    def __init__(self, function: str, code: str) -> None:
         super().__init__(function)
         self.function, self.code = function, code
 
@@ -37,18 +39,18 @@ class _Lost(Exception):
 _ERROR_NAMES = {getattr(N, n): n[len("NVML_ERROR_"):] for n in dir(N) if n.startswith("NVML_ERROR_")}
 
 
-def error_name(code):
+def error_name(code: int) -> str:
     return _ERROR_NAMES.get(code, str(code))
 
 
-def _text(v):
+def _text(v: Any) -> Any:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
 class NvmlBackend:
     name = "nvml"
 
-    def __init__(self, watch_xids=True, clock=time.time):
+    def __init__(self, watch_xids: bool = True, clock: Callable[[], float] = time.time) -> None:
         try:
             N.nvmlInit()
         except N.NVMLError as e:
@@ -59,17 +61,19 @@ class NvmlBackend:
                 raise NvmlUnavailable("NVIDIA driver not loaded (nvmlInit: DRIVER_NOT_LOADED)") from None
             raise NvmlUnavailable(f"nvmlInit failed: {error_name(e.value)}") from None
         self.clock = clock
-        self.error_counts = {}  # (function, code name) -> count, for orchex_nvml_errors_total
+        # (function, code name) -> count, for orchex_nvml_errors_total
+        self.error_counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
-        self._xids = {}  # (gpu index, xid) -> [count, last unix time]
-        self._static = {}  # uuid -> fields that do not change while the GPU is in the machine
+        self._xids: dict[tuple[int, int], list[float]] = {}  # (gpu index, xid) -> [count, last unix time]
+        # uuid -> fields that do not change while the GPU is in the machine
+        self._static: dict[str, dict[str, Any]] = {}
         self._watcher = None
         if watch_xids:
             self._watcher = threading.Thread(target=self._watch_xids, name="nvml-xid", daemon=True)
             self._stop = threading.Event()
             self._watcher.start()
 
-    def close(self):
+    def close(self) -> None:
         if self._watcher is not None:
             self._stop.set()
             self._watcher.join(timeout=2)
@@ -79,18 +83,18 @@ class NvmlBackend:
         except N.NVMLError:
             pass
 
-    def __enter__(self):
+    def __enter__(self) -> "NvmlBackend":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _count_error(self, function, code):
+    def _count_error(self, function: str, code: int) -> None:
         key = (function, error_name(code))
         with self._lock:
             self.error_counts[key] = self.error_counts.get(key, 0) + 1
 
-    def _call(self, snap, function, fn, *args):
+    def _call(self, snap: GpuSnapshot, function: str, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args), or None when the field is absent; raises _Lost when the GPU is gone."""
         try:
             return fn(*args)
@@ -104,7 +108,7 @@ class NvmlBackend:
             snap.errors[function] = error_name(e.value)
             return None
 
-    def read(self):
+    def read(self) -> list[GpuSnapshot]:
         try:
             count = N.nvmlDeviceGetCount()
         except N.NVMLError as e:
@@ -135,11 +139,11 @@ class NvmlBackend:
             out.append(snap)
         return out
 
-    def _read_static(self, s, h):
+    def _read_static(self, s: GpuSnapshot, h: Any) -> dict[str, Any]:
         """Identity and maximum clocks, read once per GPU (by UUID): on an H200, nvmlDeviceGetMaxClockInfo
         alone costs 1.4 ms a call, four calls a reading (tools/nvml_call_times.py)."""
         c = self._call
-        static = {"name": _text(c(s, "nvmlDeviceGetName", N.nvmlDeviceGetName, h)) or ""}
+        static: dict[str, Any] = {"name": _text(c(s, "nvmlDeviceGetName", N.nvmlDeviceGetName, h)) or ""}
         pci = c(s, "nvmlDeviceGetPciInfo", N.nvmlDeviceGetPciInfo, h)
         static["pci_bus_id"] = _text(pci.busId) if pci is not None else None
         static["vbios_version"] = _text(c(s, "nvmlDeviceGetVbiosVersion", N.nvmlDeviceGetVbiosVersion, h))
@@ -153,7 +157,7 @@ class NvmlBackend:
             self._static[s.uuid] = static
         return static
 
-    def _read_device(self, s, h):
+    def _read_device(self, s: GpuSnapshot, h: Any) -> None:
         c = self._call
         s.uuid = _text(c(s, "nvmlDeviceGetUUID", N.nvmlDeviceGetUUID, h)) or ""
         static = self._static.get(s.uuid) or self._read_static(s, h)
@@ -231,7 +235,7 @@ class NvmlBackend:
         procs = c(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses, h)
         s.compute_processes = len(procs) if procs is not None else None
 
-    def _watch_xids(self):
+    def _watch_xids(self) -> None:
         """Wait on an NVML event set for XID events; per GPU and XID keep a count and the last time."""
         try:
             events = N.nvmlEventSetCreate()

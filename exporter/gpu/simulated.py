@@ -8,18 +8,20 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
+from typing import Any
 
 from exporter import yamlfile
+from exporter.common.memory import parse_size
 from exporter.errors import ProblemList
 from exporter.gpu.snapshot import GpuSnapshot
-from exporter.routing.memory import parse_size
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(__file__), "default_fleet.yaml")
 _KEYS = {"name", "memory_total", "power_limit", "idle_power", "base_utilization", "wave_amplitude",
          "wave_period_seconds", "extra_temperature", "power_reads_na", "lost"}
 
 
-def load_fleet(path=None):
+def load_fleet(path: str | None = None) -> tuple[int, list[dict[str, Any]]]:
     path = path or DEFAULT_FLEET
     data, lines = yamlfile.load(path)
     problems = []
@@ -48,26 +50,26 @@ def load_fleet(path=None):
 class SimulatedBackend:
     name = "simulated"
 
-    def __init__(self, fleet_path=None, clock=time.time):
+    def __init__(self, fleet_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.seed, self.fleet = load_fleet(fleet_path)
         self.clock = clock
         self.started = clock()
-        self.error_counts = {}
+        self.error_counts: dict[tuple[str, str], int] = {}
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> "SimulatedBackend":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def read(self):
+    def read(self) -> list[GpuSnapshot]:
         now = self.clock()
         return [self._gpu(i, g, now) for i, g in enumerate(self.fleet)]
 
-    def _gpu(self, i, g, now):
+    def _gpu(self, i: int, g: dict[str, Any], now: float) -> GpuSnapshot:
         rng = random.Random(self.seed * 1_000_003 + i * 7919 + int(now))
         period = float(g.get("wave_period_seconds", 60))
         phase = 2 * math.pi * ((now / period) + i / max(len(self.fleet), 1))

@@ -1,11 +1,14 @@
 """Turn user-given constraint values (flags, config) into selector Constraints, checking each."""
 
+from collections.abc import Iterable
+
+from exporter.common.memory import parse_size
 from exporter.errors import UsageError
-from exporter.routing.memory import parse_size
+from exporter.routing.registry import Registry
 from exporter.routing.selector import Constraints
 
 
-def parse_max_memory(text, reg):
+def parse_max_memory(text: str | None, reg: Registry) -> int | None:
     """Bytes from a size (`14GB`) or a GPU class name of the registry (`t4_16gb`, any case)."""
     if text is None:
         return None
@@ -18,8 +21,9 @@ def parse_max_memory(text, reg):
         raise UsageError(f"--max-gpu-memory: {e}; or a GPU class: {', '.join(reg.gpu_classes)}") from None
 
 
-def build_constraints(reg, max_memory=None, agent_type=None, prefer=(), exclude=(), min_context=None,
-                      min_benchmark=None):
+def build_constraints(reg: Registry, max_memory: str | None = None, agent_type: str | None = None,
+                      prefer: Iterable[str] = (), exclude: Iterable[str] = (), min_context: int | None = None,
+                      min_benchmark: float | None = None) -> Constraints:
     for flag, names in (("--prefer", prefer), ("--exclude", exclude)):
         for name in names:
             if name not in reg.models:

@@ -6,14 +6,15 @@ benchmark values that are not numbers, and free-text fields the selector never r
 """
 
 import json
+from typing import Any
 
 import yaml
 
+from exporter.common.memory import format_size, parse_variants
 from exporter.errors import UsageError
-from exporter.routing.memory import format_size, parse_variants
 
 
-def _read_json(path):
+def _read_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -23,10 +24,10 @@ def _read_json(path):
         raise UsageError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
 
 
-def convert(registry_path, categories_path):
+def convert(registry_path: str, categories_path: str) -> tuple[dict[str, Any], list[str]]:
     """(registry dict ready for YAML, notes): notes say what was dropped or added."""
     reg, cats = _read_json(registry_path), _read_json(categories_path)
-    notes = []
+    notes: list[str] = []
     if not isinstance(reg, dict) or not isinstance(reg.get("models"), list):
         raise UsageError(f"{registry_path}:1: expected an object with a 'models' list")
     raw_cats = cats.get("categories") if isinstance(cats, dict) else None
@@ -35,37 +36,56 @@ def convert(registry_path, categories_path):
     if not isinstance(raw_cats, dict):
         raise UsageError(f"{categories_path}:1: expected an object with 'categories'")
 
-    models = []
-    for m in reg["models"]:
-        name = m.get("name")
-        out = {"name": name, "hf_repo": m.get("hf_repo", "")}
-        if m.get("description"):
-            out["description"] = m["description"]
-        try:
-            variants = parse_variants(m.get("gpu_memory", ""))
-            multi = len(variants) > 1
-            out["memory"] = {v: format_size(b) for v, b in variants} if multi else m["gpu_memory"]
-        except ValueError as e:
-            notes.append(f"model {name}: gpu_memory kept as written, it does not parse: {e}")
-            out["memory"] = m.get("gpu_memory", "")
-        out["categories"] = list(m.get("orchestration_categories") or [])
-        out["agent_types"] = list(m.get("agent_types") or [])
-        ctx = (m.get("specifications") or {}).get("context_length")
-        if ctx is not None:
-            try:
-                out["context_length"] = int(ctx)
-            except ValueError:
-                notes.append(f"model {name}: context_length {ctx!r} is not a number; dropped")
-        scores = {}
-        for bench, value in (m.get("benchmarks") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                scores[bench] = value
-            else:
-                notes.append(f"model {name}: benchmark {bench}={value!r} is not a number; dropped")
-        if scores:
-            out["benchmarks"] = scores
-        models.append(out)
+    models = [_model(m, notes) for m in reg["models"]]
+    categories = _categories(raw_cats, models, notes)
 
+    rules = (cats.get("routing_rules") or {}) if isinstance(cats, dict) else {}
+    routing = {}
+    if rules.get("default_category"):
+        routing["default_category"] = rules["default_category"]
+    if rules.get("fallback_model"):
+        routing["fallback_model"] = rules["fallback_model"]
+    classes = {k: v["max_model_memory"] for k, v in (rules.get("gpu_constraints") or {}).items()
+               if isinstance(v, dict) and "max_model_memory" in v}
+    if classes:
+        routing["gpu_classes"] = classes
+    return {"version": 1, "models": models, "categories": categories, "routing": routing}, notes
+
+
+def _model(m: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """One legacy model entry as a registry model."""
+    name = m.get("name")
+    out = {"name": name, "hf_repo": m.get("hf_repo", "")}
+    if m.get("description"):
+        out["description"] = m["description"]
+    try:
+        variants = parse_variants(m.get("gpu_memory", ""))
+        multi = len(variants) > 1
+        out["memory"] = {v: format_size(b) for v, b in variants} if multi else m["gpu_memory"]
+    except ValueError as e:
+        notes.append(f"model {name}: gpu_memory kept as written, it does not parse: {e}")
+        out["memory"] = m.get("gpu_memory", "")
+    out["categories"] = list(m.get("orchestration_categories") or [])
+    out["agent_types"] = list(m.get("agent_types") or [])
+    ctx = (m.get("specifications") or {}).get("context_length")
+    if ctx is not None:
+        try:
+            out["context_length"] = int(ctx)
+        except ValueError:
+            notes.append(f"model {name}: context_length {ctx!r} is not a number; dropped")
+    scores = {}
+    for bench, value in (m.get("benchmarks") or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            scores[bench] = value
+        else:
+            notes.append(f"model {name}: benchmark {bench}={value!r} is not a number; dropped")
+    if scores:
+        out["benchmarks"] = scores
+    return out
+
+
+def _categories(raw_cats: dict[str, Any], models: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """The legacy categories, plus any category that models declare but the file lacks."""
     categories = {}
     for cid, c in raw_cats.items():
         categories[cid] = {
@@ -90,19 +110,8 @@ def convert(registry_path, categories_path):
                 }
                 notes.append(f"category {cid}: declared by {', '.join(x['name'] for x in declared)} "
                              "but missing from the categories file; added")
-
-    rules = (cats.get("routing_rules") or {}) if isinstance(cats, dict) else {}
-    routing = {}
-    if rules.get("default_category"):
-        routing["default_category"] = rules["default_category"]
-    if rules.get("fallback_model"):
-        routing["fallback_model"] = rules["fallback_model"]
-    classes = {k: v["max_model_memory"] for k, v in (rules.get("gpu_constraints") or {}).items()
-               if isinstance(v, dict) and "max_model_memory" in v}
-    if classes:
-        routing["gpu_classes"] = classes
-    return {"version": 1, "models": models, "categories": categories, "routing": routing}, notes
+    return categories
 
 
-def dump(data):
+def dump(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)

@@ -5,12 +5,16 @@ Every problem in a file is collected and reported at once as `FILE:LINE: message
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from exporter import yamlfile
+from exporter.common.memory import parse_size, parse_variants
 from exporter.errors import ProblemList
-from exporter.routing.memory import parse_size, parse_variants
 
+Lines = dict[tuple[Any, ...], int]  # key path -> line, from exporter.yamlfile
+Bad = Callable[[tuple[Any, ...], str], None]  # report a problem at a key path
 AGENT_TYPES = ("inference", "tool", "orchestrator")
 DEFAULT_PATH = os.path.join(os.path.dirname(__file__), "default_registry.yaml")
 DEFAULT_GPU_CLASSES = {"t4_16gb": 14 * 10**9, "a100_40gb": 38 * 10**9, "a100_80gb": 76 * 10**9}
@@ -20,15 +24,15 @@ DEFAULT_GPU_CLASSES = {"t4_16gb": 14 * 10**9, "a100_40gb": 38 * 10**9, "a100_80g
 class Model:
     name: str
     hf_repo: str
-    variants: tuple  # ((variant, bytes), ...) ascending by bytes
-    categories: tuple  # first is the primary
-    agent_types: frozenset
+    variants: tuple[tuple[str, int], ...]  # ((variant, bytes), ...) ascending by bytes
+    categories: tuple[str, ...]  # first is the primary
+    agent_types: frozenset[str]
     context_length: int | None = None
-    benchmarks: dict = field(default_factory=dict, hash=False, compare=False)
+    benchmarks: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
     description: str = ""
 
     @property
-    def min_memory(self):
+    def min_memory(self) -> int:
         return self.variants[0][1]
 
 
@@ -36,9 +40,9 @@ class Model:
 class Category:
     id: str
     name: str
-    models: tuple  # candidate names in preference order
-    agent_types: frozenset
-    benchmarks: dict = field(default_factory=dict, hash=False, compare=False)  # name -> weight
+    models: tuple[str, ...]  # candidate names in preference order
+    agent_types: frozenset[str]
+    benchmarks: dict[str, float] = field(default_factory=dict, hash=False, compare=False)  # name -> weight
     description: str = ""
 
 
@@ -55,19 +59,22 @@ class Entry:
 
 @dataclass(frozen=True, eq=False)
 class Registry:
-    models: dict  # name -> Model, in file order
-    categories: dict  # id -> Category, in file order
+    models: dict[str, Model]  # name -> Model, in file order
+    categories: dict[str, Category]  # id -> Category, in file order
     default_category: str | None
     fallback_model: str | None
-    gpu_classes: dict  # name -> bytes
+    gpu_classes: dict[str, int]  # name -> bytes
     digest: str  # sha256 of the source text: identifies the registry in pushed benchmark results
     source: str = ""
-    candidates: dict = field(default_factory=dict)  # category id -> (Entry, ...) in preference order
-    listed: dict = field(default_factory=dict)  # category id -> names its file lists, present or not
-    fallbacks: dict = field(default_factory=dict)  # memo of fallback_entries(), filled on first use
+    # category id -> (Entry, ...) in preference order
+    candidates: dict[str, tuple[Entry, ...]] = field(default_factory=dict)
+    # category id -> names its file lists, present or not
+    listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # memo of fallback_entries(), filled on first use
+    fallbacks: dict[str, tuple[Entry | None, tuple[Entry, ...]]] = field(default_factory=dict)
 
 
-def entry(model, category, position):
+def entry(model: Model, category: Category, position: int) -> Entry:
     """How `model` stands as a candidate for `category`."""
     cats = model.categories
     if category.id in cats:
@@ -81,7 +88,7 @@ def entry(model, category, position):
     return Entry(model, position, confidence, primary, bench)
 
 
-def fallback_entries(registry, cid):
+def fallback_entries(registry: Registry, cid: str) -> tuple[Entry | None, tuple[Entry, ...]]:
     """(the routing rules' fallback model as an Entry or None, every other model as Entries) for
     category `cid`; a model foreign to the category has confidence 0.5. Built on first use and kept:
     a 1,000-model registry would otherwise pay for 9,000 entries it may never need."""
@@ -89,7 +96,7 @@ def fallback_entries(registry, cid):
     if got is None:
         cat, models, rule = registry.categories[cid], registry.models, registry.fallback_model
 
-        def as_entry(m, i):
+        def as_entry(m: Model, i: int) -> Entry:
             e = entry(m, cat, i)
             foreign = m.name not in cat.models and cid not in m.categories
             return replace(e, confidence=0.5) if foreign else e
@@ -100,7 +107,7 @@ def fallback_entries(registry, cid):
     return got
 
 
-def _candidates(models, categories):
+def _candidates(models: dict[str, Model], categories: dict[str, Category]) -> dict[str, tuple[Entry, ...]]:
     """The category's own list first, then the models that declare the category, in file order."""
     out = {}
     for cid, cat in categories.items():
@@ -110,7 +117,7 @@ def _candidates(models, categories):
     return out
 
 
-def load(path=None, allow_missing_models=False):
+def load(path: str | None = None, allow_missing_models: bool = False) -> Registry:
     path = path or DEFAULT_PATH
     data, lines = yamlfile.load(path)
     with open(path, "rb") as f:
@@ -118,78 +125,103 @@ def load(path=None, allow_missing_models=False):
     return build(data, lines, path, digest, allow_missing_models)
 
 
-def loads(text, path="<string>"):
+def loads(text: str, path: str = "<string>") -> Registry:
     data, lines = yamlfile.loads(text, path)
     return build(data, lines, path, hashlib.sha256(text.encode()).hexdigest())
 
 
-def build(data, lines, path, digest="", allow_missing_models=False):
+def build(data: Any, lines: Lines, path: str, digest: str = "", allow_missing_models: bool = False) -> Registry:
     """Registry from parsed YAML, or ProblemList naming every problem with its line.
 
     `allow_missing_models` lets a category name models the registry lacks (they are left out of its
     candidates): `orchex bench` measures such a registry and reports its coverage instead of refusing."""
-    problems = []
+    problems: list[tuple[int | None, str]] = []
 
-    def bad(at, msg):
+    def bad(at: tuple[Any, ...], msg: str) -> None:
         while at and at not in lines:
             at = at[:-1]
         problems.append((lines.get(at, 0), msg))
 
     if not isinstance(data, dict):
         raise ProblemList(path, [(1, "a registry is a mapping with keys models, categories, routing")])
-    if any(isinstance(m, dict) and "gpu_memory" in m for m in data.get("models") or []) or "routing_rules" in data:
+    raw_models = data.get("models")
+    if isinstance(raw_models, list) and any(isinstance(m, dict) and "gpu_memory" in m for m in raw_models) \
+            or "routing_rules" in data:
         raise ProblemList(path, [(1, "this is a legacy registry or categories file: convert it with "
                                      "`orchex registry import-legacy MODEL_REGISTRY.json task_categories.json`")])
     for key in data:
         if key not in ("version", "models", "categories", "routing"):
             bad((key,), f"unknown top-level key {key!r}")
-
-    models, placed = {}, []  # placed: (index in the file, model) of each model kept
-    raw_models = data.get("models") or []
-    if not isinstance(raw_models, list):
-        bad(("models",), "models must be a list")
-        raw_models = []
-    for i, m in enumerate(raw_models):
-        model = _model(m, ("models", i), bad)
-        if model is None:
-            continue
-        if model.name in models:
-            bad(("models", i, "name"), f"duplicate model {model.name!r}")
-            continue
-        models[model.name] = model
-        placed.append((i, model))
-
+    placed = _models(_typed(data, "models", list, "a list", bad), bad)
+    models = {model.name: model for _, model in placed}
+    raw_cats = _typed(data, "categories", dict, "a mapping of id to category", bad)
     categories = {}
-    raw_cats = data.get("categories") or {}
-    if not isinstance(raw_cats, dict):
-        bad(("categories",), "categories must be a mapping of id to category")
-        raw_cats = {}
     for cid, c in raw_cats.items():
         cat = _category(str(cid), c, ("categories", cid), bad)
         if cat is not None:
             categories[cat.id] = cat
+    _cross_check(placed, models, categories, allow_missing_models, bad)
+    default_category, fallback, gpu_classes = _routing(_typed(data, "routing", dict, "a mapping", bad),
+                                                       models, categories, bad)
+    if problems:
+        raise ProblemList(path, problems)
+    return Registry(models, categories, default_category, fallback, gpu_classes, digest, str(path),
+                    _candidates(models, categories), {cid: c.models for cid, c in categories.items()})
 
+
+def _cross_check(placed: list[tuple[int, Model]], models: dict[str, Model], categories: dict[str, Category],
+                 allow_missing_models: bool, bad: Bad) -> None:
+    """Every category a model names exists, and every model a category names."""
     for i, model in placed:
         for j, cid in enumerate(model.categories):
             if cid not in categories:
                 bad(("models", i, "categories", j), f"model {model.name!r} names unknown category {cid!r}")
-    for cid, c in raw_cats.items():
-        for j, name in enumerate((c.get("models") or []) if isinstance(c, dict) else []):
-            if name not in models and not allow_missing_models:
-                bad(("categories", cid, "models", j), f"category {cid!r} names unknown model {name!r}")
+    if not allow_missing_models:
+        for cid, cat in categories.items():
+            for j, name in enumerate(cat.models):
+                if name not in models:
+                    bad(("categories", cid, "models", j), f"category {cid!r} names unknown model {name!r}")
 
-    routing = data.get("routing") or {}
-    if not isinstance(routing, dict):
-        bad(("routing",), "routing must be a mapping")
-        routing = {}
+
+def _typed(data: dict[str, Any], key: str, kind: type, what: str, bad: Bad) -> Any:
+    """data[key] when it is of `kind` (an empty one when absent), else an empty one and a problem."""
+    value = data.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        bad((key,), f"{key} must be {what}")
+        return kind()
+    return value
+
+
+def _models(raw: list[Any], bad: Bad) -> list[tuple[int, Model]]:
+    """(index in the file, model) of each model kept; duplicates are problems."""
+    placed: list[tuple[int, Model]] = []
+    seen: set[str] = set()
+    for i, m in enumerate(raw):
+        model = _model(m, ("models", i), bad)
+        if model is None:
+            continue
+        if model.name in seen:
+            bad(("models", i, "name"), f"duplicate model {model.name!r}")
+            continue
+        seen.add(model.name)
+        placed.append((i, model))
+    return placed
+
+
+def _routing(routing: dict[str, Any], models: dict[str, Model], categories: dict[str, Category],
+             bad: Bad) -> tuple[str | None, str | None, dict[str, int]]:
+    """(default category, fallback model, GPU classes) from the `routing:` section."""
     for key in routing:
         if key not in ("default_category", "fallback_model", "gpu_classes"):
             bad(("routing", key), f"unknown routing key {key!r}")
     default_category = routing.get("default_category")
-    if default_category is not None and default_category not in categories:
+    if default_category is not None and (not isinstance(default_category, str)
+                                         or default_category not in categories):
         bad(("routing", "default_category"), f"default_category {default_category!r} is not a category")
     fallback = routing.get("fallback_model")
-    if fallback is not None and fallback not in models:
+    if fallback is not None and (not isinstance(fallback, str) or fallback not in models):
         bad(("routing", "fallback_model"), f"fallback_model {fallback!r} is not a model")
     gpu_classes = dict(DEFAULT_GPU_CLASSES)
     raw_classes = routing.get("gpu_classes", {})
@@ -201,14 +233,10 @@ def build(data, lines, path, digest="", allow_missing_models=False):
             gpu_classes[str(name)] = parse_size(size)
         except ValueError as e:
             bad(("routing", "gpu_classes", name), f"GPU class {name!r}: {e}")
-
-    if problems:
-        raise ProblemList(path, problems)
-    return Registry(models, categories, default_category, fallback, gpu_classes, digest, str(path),
-                    _candidates(models, categories), {cid: c.models for cid, c in categories.items()})
+    return default_category, fallback, gpu_classes
 
 
-def _strings(value, at, what, bad):
+def _strings(value: Any, at: tuple[Any, ...], what: str, bad: Bad) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -217,7 +245,7 @@ def _strings(value, at, what, bad):
     return value
 
 
-def _model(m, at, bad):
+def _model(m: Any, at: tuple[Any, ...], bad: Bad) -> Model | None:
     if not isinstance(m, dict):
         bad(at, "a model is a mapping with at least name and memory")
         return None
@@ -230,12 +258,13 @@ def _model(m, at, bad):
     if not isinstance(name, str) or not name:
         bad(at, "model without a name")
         return None
-    ok = True
+    # A model with a bad field is still kept under its name, so that the categories naming it do not
+    # add knock-on "unknown model" problems; any problem refuses the registry all the same.
+    variants: tuple[tuple[str, int], ...] = (("", 0),)
     try:
         variants = tuple(sorted(parse_variants(m.get("memory", "")), key=lambda v: v[1]))
     except ValueError as e:
         bad(at + ("memory",), f"model {name!r}: unparseable memory: {e}")
-        ok = False
     agents = _strings(m.get("agent_types"), at + ("agent_types",), "agent_types", bad)
     for j, a in enumerate(agents):
         if a not in AGENT_TYPES:
@@ -244,20 +273,18 @@ def _model(m, at, bad):
     ctx = m.get("context_length")
     if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0):
         bad(at + ("context_length",), f"model {name!r}: context_length must be a positive integer")
-        ok = False
+        ctx = None
     benchmarks = m.get("benchmarks") or {}
     if not isinstance(benchmarks, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in benchmarks.values()):
         bad(at + ("benchmarks",), f"model {name!r}: benchmarks must map a benchmark name to a number")
-        ok = False
+        benchmarks = {}
     cats = _strings(m.get("categories"), at + ("categories",), "categories", bad)
-    if not ok:
-        return None
     return Model(name, str(m.get("hf_repo") or ""), variants, tuple(cats), frozenset(agents), ctx,
                  {str(k): float(v) for k, v in benchmarks.items()}, str(m.get("description") or ""))
 
 
-def _category(cid, c, at, bad):
+def _category(cid: str, c: Any, at: tuple[Any, ...], bad: Bad) -> Category | None:
     if not isinstance(c, dict):
         bad(at, f"category {cid!r} must be a mapping")
         return None

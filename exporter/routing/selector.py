@@ -10,14 +10,18 @@ The `legacy` policy is the old selector's: final = base, times (1 - load) when G
 Ties: higher final score, then earlier in the category's candidate list, then model name.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from exporter.common.memory import format_size
 from exporter.gpu.health import HEALTHY, load_score
-from exporter.routing.memory import format_size
-from exporter.routing.registry import fallback_entries
+from exporter.gpu.snapshot import GpuSnapshot
+from exporter.routing.registry import Entry, Registry, fallback_entries
 
 POLICIES = ("default", "legacy")
+Place = tuple[float, int, int]  # a healthy GPU: (load score, index, free bytes)
+Best = tuple[Entry, tuple[str, int], float, int | None, float | None]  # entry, variant, score, gpu, load
 GB = 10**9
 
 
@@ -25,8 +29,8 @@ GB = 10**9
 class Constraints:
     max_memory: int | None = None  # bytes
     agent_type: str | None = None
-    prefer: frozenset = frozenset()
-    exclude: frozenset = frozenset()
+    prefer: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
     min_benchmark: float | None = None
     min_context: int | None = None
 
@@ -57,25 +61,26 @@ class SelectionError(Exception):
 
 
 class UnknownCategory(SelectionError):
-    def __init__(self, category, suggestions):
+    def __init__(self, category: str | None, suggestions: list[str]) -> None:
         self.category, self.suggestions = category, suggestions
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         super().__init__(f"unknown category {category!r}{hint}")
 
 
 class NoSuitableModel(SelectionError):
-    def __init__(self, category, rejections):
+    def __init__(self, category: str, rejections: list[tuple[str, str]]) -> None:
         self.category, self.rejections = category, rejections  # [(model, reason)]
         why = "; ".join(f"{m}: {r}" for m, r in rejections) or "the category has no candidate models"
         super().__init__(f"no suitable model for {category!r}: {why}")
 
 
-def select(registry, category=None, constraints=NONE, gpus=None, policy="default"):
+def select(registry: Registry, category: str | None = None, constraints: Constraints = NONE,
+           gpus: Sequence[GpuSnapshot] | None = None, policy: str = "default") -> Selection:
     """The best model for `category` under `constraints`, placed on a GPU when `gpus` is given."""
     if category is None:
         category = registry.default_category
-    entries = registry.candidates.get(category)
-    if entries is None:
+    entries = registry.candidates.get(category) if category is not None else None
+    if category is None or entries is None:
         raise UnknownCategory(category, _close(category, registry.categories))
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
@@ -91,15 +96,15 @@ def select(registry, category=None, constraints=NONE, gpus=None, policy="default
                                      for e in entries])
 
 
-def _places(gpus):
+def _places(gpus: Iterable[GpuSnapshot]) -> list[Place]:
     """Healthy GPUs as (load, index, free bytes), least loaded first."""
     return sorted((load_score(g), g.index, g.memory_free) for g in gpus
                   if g.health == HEALTHY and g.memory_free is not None)
 
 
-def _best(entries, c, places, legacy):
-    best = None
-    best_key = None
+def _best(entries: Iterable[Entry], c: Constraints, places: list[Place] | None, legacy: bool) -> Best | None:
+    best: Best | None = None
+    best_key: tuple[float, int] | None = None
     max_memory, agent, exclude = c.max_memory, c.agent_type, c.exclude
     for e in entries:
         m = e.model
@@ -126,16 +131,18 @@ def _best(entries, c, places, legacy):
             else:
                 continue
             variant = _variant(m.variants, place[2] if max_memory is None else min(max_memory, place[2]))
+        if variant is None:  # cannot happen: the smallest variant fits both limits, checked above
+            continue
         score = _score(e, variant[1], m.name in c.prefer, legacy)
         if load is not None:
             score *= 1.0 - load
         key = (score, -e.position)
-        if best_key is None or key > best_key or (key == best_key and m.name < best[0].model.name):
+        if best is None or best_key is None or key > best_key or (key == best_key and m.name < best[0].model.name):
             best, best_key = (e, variant, score, gpu, load), key
     return best
 
 
-def _variant(variants, limit):
+def _variant(variants: tuple[tuple[str, int], ...], limit: int | None) -> tuple[str, int] | None:
     """The largest variant within `limit` bytes (any, when there is no limit)."""
     if limit is None:
         return variants[-1]
@@ -146,7 +153,7 @@ def _variant(variants, limit):
     return fit
 
 
-def _score(e, memory, preferred, legacy):
+def _score(e: Entry, memory: int, preferred: bool, legacy: bool) -> float:
     base = 50.0 + (30.0 if preferred else 0.0) + (20.0 if memory < 4 * GB else 10.0 if memory < 8 * GB else 0.0)
     if legacy:
         return base
@@ -155,13 +162,14 @@ def _score(e, memory, preferred, legacy):
     return base * e.confidence
 
 
-def _selection(category, best, legacy, fallback, reason):
+def _selection(category: str, best: Best, legacy: bool, fallback: bool, reason: str) -> Selection:
     e, variant, score, gpu, load = best
     return Selection(category, e.model.name, variant[0], variant[1], gpu, round(score, 6), e.confidence,
                      e.primary, load, "legacy" if legacy else "default", fallback, reason)
 
 
-def _fallback(registry, category, c, places, legacy):
+def _fallback(registry: Registry, category: str, c: Constraints, places: list[Place] | None,
+              legacy: bool) -> Selection | None:
     """The routing rules' fallback model when it meets the constraints, else the best other model in
     the registry that does (entries precomputed by the registry, confidence 0.5 when foreign)."""
     rule, others = fallback_entries(registry, category)
@@ -177,7 +185,7 @@ def _fallback(registry, category, c, places, legacy):
     return None
 
 
-def explain(e, c, places):
+def explain(e: Entry, c: Constraints, places: list[Place] | None) -> str:
     """Which constraint removed candidate `e` (used only on the failure path)."""
     m = e.model
     if m.name in c.exclude:
@@ -191,7 +199,7 @@ def explain(e, c, places):
             return "no benchmark scores for this category"
         if e.benchmark < c.min_benchmark:
             return f"benchmark {e.benchmark:.1f} < {c.min_benchmark:g}"
-    if _variant(m.variants, c.max_memory) is None:
+    if c.max_memory is not None and _variant(m.variants, c.max_memory) is None:
         return f"needs {format_size(m.min_memory)} > max {format_size(c.max_memory)}"
     if places is not None:
         if not places:
@@ -200,6 +208,6 @@ def explain(e, c, places):
     return "not selected"
 
 
-def _close(category, categories):
+def _close(category: str | None, categories: Iterable[str]) -> list[str]:
     import difflib
     return difflib.get_close_matches(str(category), list(categories), n=3, cutoff=0.5)

@@ -1,6 +1,7 @@
 """Synthetic registries of any size, for scaling benchmarks: deterministic for a given size."""
 
 import random
+from typing import Any
 
 from exporter.routing import registry
 
@@ -9,10 +10,10 @@ CATEGORIES = ("math", "code", "reasoning", "summarization", "time_series", "rela
 AGENTS = ("inference", "tool", "orchestrator")
 
 
-def build(n_models, seed=1):
+def build(n_models: int, seed: int = 1) -> registry.Registry:
     """A Registry of `n_models` models over the nine legacy categories."""
     rng = random.Random(seed)
-    models = []
+    models: list[dict[str, Any]] = []
     for i in range(n_models):
         cats = rng.sample(CATEGORIES, rng.randint(1, 3))
         gb = rng.choice((1, 2, 3, 6, 7, 12, 20, 24, 40, 48))

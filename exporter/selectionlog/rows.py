@@ -4,9 +4,12 @@ The legacy file has eight columns; extra columns may follow (orchex writes fallb
 """
 
 import re
+from collections.abc import Sequence
 
 COLUMNS = ("timestamp", "task_category", "selected_model", "primary_category", "confidence_score",
            "final_score", "gpu_id", "selection_duration_ms")
+# orchex's own columns after the eight: `orchex select --log` and `orchex demo` write them.
+EXTRA = ("fallback", "reason", "policy")
 HEADER_LINE = ",".join(COLUMNS)
 # Rejection reasons: a fixed set, so they can be a metric label.
 REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence", "score", "gpu", "duration",
@@ -15,7 +18,7 @@ TIMESTAMP = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]
 GPU = re.compile(r"\d{1,6}")
 
 
-def number(text):
+def number(text: str) -> float | None:
     """float(text) for plain decimal numbers only; None for nan, inf, hex or garbage."""
     try:
         v = float(text)
@@ -24,21 +27,21 @@ def number(text):
     return v if v - v == 0 else None  # rejects inf and nan
 
 
-def gpu_ok(v):
+def gpu_ok(v: str) -> bool:
     return not v or GPU.fullmatch(v) is not None
 
 
-def confidence_ok(v):
+def confidence_ok(v: str) -> bool:
     x = number(v)
     return x is not None and 0 <= x <= 1
 
 
-def duration_ok(v):
+def duration_ok(v: str) -> bool:
     x = number(v)
     return x is not None and x >= 0
 
 
-def check(fields):
+def check(fields: Sequence[str]) -> str | None:
     """None when the eight leading fields make a valid row, else the rejection reason."""
     if len(fields) < 8:
         return "columns"
@@ -62,10 +65,10 @@ def check(fields):
     return None
 
 
-def is_header(fields):
+def is_header(fields: Sequence[str]) -> bool:
     return tuple(fields[:8]) == COLUMNS
 
 
-def fallback_column(header):
+def fallback_column(header: Sequence[str]) -> int:
     """Where a header puts orchex's `fallback` column (past the end when it has none)."""
     return header.index("fallback") if "fallback" in header else len(header) + 1

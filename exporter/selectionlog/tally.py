@@ -13,6 +13,7 @@ import math
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from itertools import repeat
 
 from exporter.selectionlog.rows import TIMESTAMP, check, confidence_ok, duration_ok, fallback_column, gpu_ok, is_header
@@ -25,17 +26,17 @@ _TIMESTAMPS = re.compile(f"(?:{TIMESTAMP.pattern})*")
 class Source:
     """Per-file reading state: the line number reached and where an extra `fallback` column is."""
 
-    def __init__(self, name, line=1):
+    def __init__(self, name: str, line: int = 1) -> None:
         self.name = name
         self.line = line  # number of the next line to be read
         self.fallback = 8  # orchex's extended rows: fallback, reason, policy after the eight
 
 
-def _identity(kind, value):
+def _identity(kind: str, value: str) -> str:
     return value
 
 
-def timestamps_ok(ts):
+def timestamps_ok(ts: list[str]) -> bool:
     """Every entry is `YYYY-MM-DD HH:MM:SS`."""
     return set(map(len, ts)) == {19} and _TIMESTAMPS.fullmatch("".join(ts)) is not None
 
@@ -48,31 +49,38 @@ class Tally:
     gpu value to the one counted (the exporter caps distinct values that way). `since`/`until`
     (`YYYY-MM-DD HH:MM:SS`, until exclusive) skip rows outside the window."""
 
-    def __init__(self, buckets=None, label=None, since=None, until=None, examples=5):
+    def __init__(self, buckets: Sequence[float] | None = None, label: Callable[[str, str], str] | None = None,
+                 since: str | None = None, until: str | None = None, examples: int = 5) -> None:
         self.buckets = tuple(buckets) if buckets else None
         self.label = label or _identity
         self.since, self.until = since, until
         self.max_examples = examples
         self.rows = 0
         self.extended = 0  # rows that carried orchex's extra columns (fallback, reason, policy)
-        self.selections = Counter()  # (category, model, primary: bool, gpu) -> rows
-        self.pairs = Counter()  # (category, model) -> rows
-        self.score_sum = Counter()  # (category, model) -> sum of final_score
-        self.confidence_sum = Counter()  # (category, model, primary) -> sum of confidence
-        self.durations = Counter()  # (category, ms) -> rows, or (category, bucket index) with buckets
-        self.duration_sum = Counter()  # category -> sum of ms
-        self.fallbacks = Counter()  # (category, model) -> rows
-        self.rejected = Counter()  # reason -> rows
-        self.examples = []  # (file, line, reason) of the first rejected rows
-        self.overflow = Counter()  # label kind -> rows counted as `other`
-        self.first = self.last = None  # timestamp range of counted rows
+        # (category, model, primary, gpu) -> rows
+        self.selections: Counter[tuple[str, str, bool, str]] = Counter()
+        self.pairs: Counter[tuple[str, str]] = Counter()  # (category, model) -> rows
+        self.score_sum: defaultdict[tuple[str, str], float] = defaultdict(float)  # sum of final_score
+        # (category, model, primary) -> sum of confidence
+        self.confidence_sum: defaultdict[tuple[str, str, bool], float] = defaultdict(float)
+        # (category, ms) -> rows, or (category, bucket index) with buckets
+        self.durations: Counter[tuple[str, float]] = Counter()
+        self.duration_sum: defaultdict[str, float] = defaultdict(float)  # category -> sum of ms
+        self.fallbacks: Counter[tuple[str, str]] = Counter()  # (category, model) -> rows
+        self.rejected: Counter[str] = Counter()  # reason -> rows
+        self.examples: list[tuple[str, int, str]] = []  # (file, line, reason) of the first rejected rows
+        self.overflow: Counter[str] = Counter()  # label kind -> rows counted as `other`
+        self.first: str | None = None
+        self.last: str | None = None  # timestamp range of counted rows
         self.version = 0  # changes whenever a count does
-        self._names = {}  # (kind, raw value) -> counted value: label() is asked once per value
-        self._values = {}  # (column, text) of gpu, confidence and duration values already checked
+        # (kind, raw value) -> counted value: label() is asked once per value
+        self._names: dict[tuple[str, str], str] = {}
+        # (column, text) of gpu, confidence and duration values already checked
+        self._values: dict[tuple[str, str], float | None] = {}
 
     # -- input ---------------------------------------------------------------------------------------
 
-    def add_text(self, text, src, final=False):
+    def add_text(self, text: str, src: Source, final: bool = False) -> None:
         """Count the rows in `text`: whole lines, plus, when `final`, a last line without its newline."""
         if not text:
             return
@@ -93,13 +101,13 @@ class Tally:
         if '"' in text or "\r" in text or not self._fast(text, src):
             self._slow(text, src)
 
-    def reject(self, reason, src, line):
+    def reject(self, reason: str, src: Source, line: int) -> None:
         self.rejected[reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append((src.name, line, reason))
         self.version += 1
 
-    def _fast(self, text, src):
+    def _fast(self, text: str, src: Source) -> bool:
         lines = text.split("\n")
         lines.pop()
         commas = set(map(str.count, lines, repeat(",")))
@@ -125,7 +133,7 @@ class Tally:
         src.line += len(lines)
         return True
 
-    def _slow(self, text, src, truncated=False):
+    def _slow(self, text: str, src: Source, truncated: bool = False) -> None:
         lines = text.split("\n")
         if not truncated:
             lines.pop()
@@ -162,7 +170,8 @@ class Tally:
 
     # -- folding -------------------------------------------------------------------------------------
 
-    def _fold(self, cols, fallback, check_values):
+    def _fold(self, cols: Sequence[Sequence[str]], fallback: Sequence[str | None] | None,
+              check_values: bool) -> bool:
         ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
         # Two counts rather than one over every column: durations vary independently of the rest,
         # and a joint count would multiply the distinct keys that the loops below walk.
@@ -179,23 +188,11 @@ class Tally:
             sums = {key: math.fsum(map(float, vs)) for key, vs in groups.items()}
         except ValueError:
             return False
-        seen = self._values  # (column, text) -> float, for values checked in earlier chunks
-        if check_values:
-            if not all(map(math.isfinite, sums.values())):
-                return False
-            checks = [(("duration", d), duration_ok) for _, d in durs]
-            for c, m, p, g, cf, *_ in rows:
-                if not c or not m or p not in ("true", "false"):
-                    return False
-                checks += ((("gpu", g), gpu_ok), (("confidence", cf), confidence_ok))
-            for key, ok in checks:
-                if key not in seen:
-                    if not ok(key[1]):
-                        return False
-                    seen[key] = float(key[1]) if key[1] else None
+        if check_values and not self._values_ok(rows, durs, sums):
+            return False
         names = self._names
 
-        def name(kind, raw, n):
+        def name(kind: str, raw: str, n: int) -> str:
             """The value counted for `raw` (asked of the label function once per value)."""
             got = names.get((kind, raw))
             if got is None:
@@ -230,18 +227,40 @@ class Tally:
         self.version += 1
         return True
 
-    def forget_labels(self):
+    def _values_ok(self, rows: Counter[tuple[str, ...]], durs: Counter[tuple[str, str]],
+                   sums: dict[tuple[str, str], float]) -> bool:
+        """Whether every distinct value of a fast-path chunk is valid; values checked once are
+        remembered in _values."""
+        if not all(map(math.isfinite, sums.values())):
+            return False
+        seen = self._values
+        checks: list[tuple[tuple[str, str], Callable[[str], bool]]] = [
+            (("duration", d), duration_ok) for _, d in durs]
+        for c, m, p, g, cf, *_ in rows:
+            if not c or not m or p not in ("true", "false"):
+                return False
+            checks += ((("gpu", g), gpu_ok), (("confidence", cf), confidence_ok))
+        for key, ok in checks:
+            if key not in seen:
+                if not ok(key[1]):
+                    return False
+                seen[key] = float(key[1]) if key[1] else None
+        return True
+
+    def forget_labels(self) -> None:
         """Drop remembered label mappings (after the label function changed its mind: a new registry)."""
         self._names.clear()
 
     # -- combining -----------------------------------------------------------------------------------
 
-    def merge(self, other, line_offset=0):
+    def merge(self, other: "Tally", line_offset: int = 0) -> None:
         """Add another tally's counts (read from a later part of the same input: its example line
         numbers move down by `line_offset`)."""
         for name in ("selections", "pairs", "score_sum", "confidence_sum", "durations", "duration_sum",
                      "fallbacks", "rejected", "overflow"):
-            getattr(self, name).update(getattr(other, name))
+            mine = getattr(self, name)
+            for key, v in getattr(other, name).items():
+                mine[key] += v
         self.rows += other.rows
         self.extended += other.extended
         room = self.max_examples - len(self.examples)

@@ -9,20 +9,17 @@ written under an exclusive lock only while the file is empty.
 import fcntl
 import os
 import time
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-HEADER = ("timestamp", "task_category", "selected_model", "primary_category", "confidence_score",
-          "final_score", "gpu_id", "selection_duration_ms")
-EXTRA = ("fallback", "reason", "policy")
+from exporter.common.csvtext import csv_field
+from exporter.selectionlog.rows import COLUMNS, EXTRA
 
-
-def csv_field(value):
-    s = str(value)
-    if any(ch in s for ch in ',"\r\n'):
-        return '"' + s.replace('"', '""') + '"'
-    return s
+if TYPE_CHECKING:
+    from exporter.routing.selector import Selection
 
 
-def format_row(sel, when, duration_seconds, extra=False):
+def format_row(sel: "Selection", when: float, duration_seconds: float, extra: bool = False) -> str:
     """One CSV line for Selection `sel` made at unix time `when` (local time, as the legacy files)."""
     fields = [
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)),
@@ -37,7 +34,7 @@ def format_row(sel, when, duration_seconds, extra=False):
 
 
 class SelectionLog:
-    def __init__(self, path, extra=False):
+    def __init__(self, path: str, extra: bool = False) -> None:
         self.path, self.extra = path, extra
         folder = os.path.dirname(path)
         if folder:
@@ -47,18 +44,19 @@ class SelectionLog:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
             try:
                 if os.fstat(self.fd).st_size == 0:
-                    os.write(self.fd, (",".join(HEADER + (EXTRA if extra else ())) + "\n").encode())
+                    os.write(self.fd, (",".join(COLUMNS + (EXTRA if extra else ())) + "\n").encode())
             finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
 
-    def write(self, sel, when, duration_seconds):
+    def write(self, sel: "Selection", when: float, duration_seconds: float) -> None:
         os.write(self.fd, format_row(sel, when, duration_seconds, self.extra).encode("utf-8"))
 
-    def close(self):
+    def close(self) -> None:
         os.close(self.fd)
 
-    def __enter__(self):
+    def __enter__(self) -> "SelectionLog":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()

@@ -16,7 +16,7 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*")
 _VARIANT = re.compile(r"\s*([^,()]+?)\s*(?:\(\s*([^()]+?)\s*\))?\s*(?:,|$)")
 
 
-def parse_size(text):
+def parse_size(text: object) -> int:
     """Bytes in `text` (`2GB`, `1.5 GiB`, `800MB`, `1024`); ValueError on anything else."""
     if isinstance(text, bool):
         raise ValueError(f"not a memory size: {text!r}")
@@ -25,13 +25,13 @@ def parse_size(text):
             raise ValueError(f"negative memory size: {text!r}")
         return int(text)
     m = _SIZE.fullmatch(str(text))
-    unit = m and _UNITS.get(m.group(2).upper())
-    if not unit:
+    unit = _UNITS.get(m.group(2).upper()) if m else None
+    if m is None or not unit:
         raise ValueError(f"not a memory size: {text!r} (expected e.g. 2GB, 1.5 GiB, 800MB)")
     return int(round(float(m.group(1)) * unit))
 
 
-def parse_variants(text):
+def parse_variants(text: object) -> list[tuple[str, int]]:
     """[(variant, bytes)] from `2GB` (one unnamed variant) or `20GB (Q4_K_M), 24GB (Q6_K)`."""
     if isinstance(text, dict):
         return [(str(k), parse_size(v)) for k, v in text.items()]
@@ -52,7 +52,7 @@ def parse_variants(text):
     return out
 
 
-def format_size(n):
+def format_size(n: int) -> str:
     """Short human form, decimal units to match how registries write sizes."""
     for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
         if n >= scale:
