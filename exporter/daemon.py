@@ -7,11 +7,11 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from http.server import HTTPServer
 
 from exporter import logfmt
 from exporter.collectors import Collector
 from exporter.errors import UsageError
+from exporter.httpserver import Server
 from exporter.serveconfig import COLLECTORS, Settings
 from exporter.web import App
 
@@ -52,14 +52,14 @@ def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str
     return True
 
 
-def run(server: HTTPServer, app: App, load: Callable[[], Settings],
+def run(server: Server, app: App, load: Callable[[], Settings],
         make_collector: Callable[[str, Settings], Collector], log: logging.Logger) -> None:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns after a clean shutdown."""
     stop, reloading = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reloading.set())
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    serving = threading.Thread(target=server.serve_forever, name="orchex-http-loop", daemon=True)
     serving.start()
 
     def first_collection() -> None:

@@ -21,11 +21,12 @@ DEFAULTS: dict[str, Any] = {
     "web.listen-address": ":9847",
     "web.telemetry-path": "/metrics",
     "web.config.file": None,
-    "gpu-backend": "auto",
+    "gpu-backend": "nvml",  # as dcgm-exporter: the real device or nothing; `auto` is for demos
     "fleet": None,
     "registry": None,
     "selection-log": [],
     "routing.max-label-values": 100,
+    "routing.max-series": 10_000,
     "log.level": "info",
     **{f"collector.{name}": True for name in COLLECTORS},
     # The health model's thresholds (exporter/gpu/health.py); defaults are the legacy monitor's.
@@ -99,6 +100,8 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     else "must be a list of paths or globs",
     "routing.max-label-values": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1
     else "must be a positive integer",
+    "routing.max-series": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 1_000_000
+    else "must be an integer from 100 to 1000000",
     "log.level": _one_of(LEVELS),
     **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
        for name in COLLECTORS},

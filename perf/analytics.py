@@ -10,10 +10,9 @@ import subprocess
 import sys
 import time
 
-from perf.common import save, verdict
+from perf.common import ROOT, save, verdict
 from perf.gen_log import generate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each runner prints its own peak RSS (KiB) and its children's (orchex reads a large file in two
 # processes) on the last line of standard error. Its own is VmHWM: getrusage's ru_maxrss survives
 # exec on Linux, so it would report the benchmark's own size, inherited through fork.

@@ -4,15 +4,12 @@ iterations over 9 categories and the same four tests), i.e. 0.15 s. orchex's run
 work: a tenth category (translation), two GPU-aware combinations, p95/p99, and the scaling test."""
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 
-from perf.common import save, verdict
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from perf.common import ROOT, save, verdict
 
 
 def main(tmp):

@@ -6,7 +6,8 @@ import time
 
 from exporter.common.quantile import nearest_rank_sorted
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "perf", "results")
 
 
 def timed(fn, n, repeat=5):

@@ -12,9 +12,8 @@ import sys
 import threading
 import time
 
-from perf.common import save, summary, verdict
+from perf.common import ROOT, save, summary, verdict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATEGORIES = [f"cat{i}" for i in range(10)]
 MODELS = [f"model-{i:02d}" for i in range(25)]
 GPUS = 8
@@ -35,6 +34,9 @@ def write_inputs(tmp):
     return reg, log
 
 
+BACKEND = "--gpu-backend=nvml"
+
+
 def start(tmp, reg, log, fake_dir):
     import socket
 
@@ -48,7 +50,7 @@ def start(tmp, reg, log, fake_dir):
         port = s.getsockname()[1]
     env = dict(os.environ, LD_LIBRARY_PATH=fake_dir, FAKE_NVML_SCENARIO=str(scenario))
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{port}",
-                             "--gpu-backend=nvml", f"--registry={reg}", f"--selection-log={log}"], cwd=ROOT,
+                             BACKEND, f"--registry={reg}", f"--selection-log={log}"], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port
 

@@ -41,3 +41,28 @@ def generate(path, rows, seed=11):
                 f.write("".join(out))
                 out = []
         f.write("".join(out))
+
+
+def generate_distinct(path, rows, seed=12, header=True, start_row=0):
+    """Write `rows` in the legacy eight columns as another router writes them: it times the whole
+    request (durations 0-2000 ms with three decimals) and logs a classifier's probability as the
+    confidence (three decimals), so nearly every duration and confidence is new. Categories, models
+    and GPUs are the packaged registry's, spread as a busy router's are. Seeded: the same arguments
+    give the same file; `start_row` continues an earlier call's timestamps."""
+    reg = registry.load()
+    rng = random.Random(seed * 1_000_003 + start_row)
+    cats, models = list(reg.categories), list(reg.models)
+    with open(path, "a" if not header else "w") as f:
+        if header:
+            f.write(",".join(COLUMNS) + "\n")
+        for block in range(start_row, start_row + rows, 10000):
+            f.write("".join(
+                f"{_stamp(i)},{rng.choice(cats)},{rng.choice(models)},{'true' if rng.random() < 0.6 else 'false'},"
+                f"{rng.random():.3f},{rng.uniform(0, 100):.2f},{rng.randrange(8)},{rng.uniform(0, 2000):.3f}\n"
+                for i in range(block, min(block + 10000, start_row + rows))))
+
+
+def _stamp(i):
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(START + i // 20))

@@ -253,3 +253,35 @@ def test_progress_bar_on_a_terminal_for_large_input(tmp_path):
     assert "100% of 5" in out and "] " in out and "Total requests:" in out
     quiet = run_cli("analytics", str(path))
     assert "%" not in quiet.stderr
+
+
+def test_a_dead_reading_process_is_one_error_not_a_hang(tmp_path):
+    from exporter.errors import UsageError
+    from exporter.selectionlog.reader import PARALLEL_MIN_BYTES, read_split
+    from exporter.selectionlog.tally import Tally
+
+    path = tmp_path / "big.csv"
+    line = b"2026-01-23 09:00:00,math,phi,false,0.70,60.00,1,4.0\n"
+    path.write_bytes(line * (PARALLEL_MIN_BYTES // len(line) + 1000))
+    parent = os.getpid()
+
+    def make():
+        if os.getpid() != parent:  # the forked reader of the second half dies at once
+            os._exit(9)
+        return Tally()
+
+    with pytest.raises(UsageError, match="died"):
+        read_split(str(path), make)
+
+
+def test_absurd_values_are_rejected_by_reason_in_analytics_too(tmp_path, cli):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n2026-01-23 09:00:00,math,phi,false,0.70,1e308,1,4.0\n"
+                   "2026-01-23 09:00:01,math,phi,false,0.70,1e308,1,4.0\n"
+                   "2026-01-23 09:00:02,math,phi,false,0.70,60.00,1,1e99\n"
+                   "2026-01-23 09:00:03,math,phi,false,0.70,60.00,1,4.0\n")
+    res = cli("analytics", "--report", "--format", "json", str(log))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["total_requests"] == 1 and report["rejected"]["by_reason"] == {"score": 2, "duration": 1}
+    assert report["categories"][0]["mean_score"] == 60.0

@@ -1,10 +1,13 @@
+
 """The gpu collector over the fake NVML, and the scraper's isolation of failing collectors."""
 
 import threading
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.collectors import CollectorFailed
 from exporter.collectors.gpu import GpuCollector
 from exporter.collectors.scrape import Scraper
 from exporter.exposition import Family, labels, render
@@ -78,14 +81,17 @@ def test_lost_gpu_is_down_and_keeps_only_identity(scenario):
 def test_nvml_unavailable_gives_nvml_up_0_and_no_gpu_series(scenario):
     scenario([gpu(0)], init_error=9)
     c = GpuCollector(NvmlBackend)
-    fams = c.collect(0)
-    assert values(fams) == {("orchex_nvml_up", ()): 0}
+    with pytest.raises(CollectorFailed) as failed:  # the scrape reports the collector failed ...
+        c.collect(0)
+    assert "DRIVER_NOT_LOADED" in str(failed.value)
+    assert values(failed.value.families) == {("orchex_nvml_up", ()): 0}  # ... and serves nvml_up 0
 
 
 def test_concurrent_scrapes_share_one_reading():
     reads = []
 
     class Counting:
+        name = "counting"
         error_counts = {}
 
         def read(self):

@@ -52,7 +52,9 @@ def test_gpu_series_arrive_with_values_and_labels(stack):
     assert joined[0]["metric"]["model_name"]
     sim = prom.wait_for('orchex_gpu_up{job="orchex_sim"}', lambda r: len(r) == 4)
     assert all(r["value"][1] == "1" for r in sim)
-    assert prom.wait_for('orchex_nvml_up{job="orchex_sim"} == 1')
+    assert prom.wait_for('orchex_nvml_up{job="orchex_sim"} == 0')  # simulated is never NVML
+    assert prom.wait_for('orchex_backend_info{job="orchex_sim",backend="simulated"} == 1')
+    assert prom.wait_for('orchex_backend_info{job="orchex_nvml",backend="nvml"} == 1')
 
 
 def test_routing_series_and_the_legacy_effectiveness_figures(stack):

@@ -116,3 +116,52 @@ def test_crlf_quotes_and_extra_columns(tmp_path, default_registry):
     v = samples(RoutingCollector([str(log)], default_registry))
     assert sel(v) == 2
     assert v[("orchex_router_fallbacks_total", (("category", "code"), ("model", "google-gemma-3-270m-it")))] == 1
+
+
+def test_truncated_and_regrown_past_its_old_size_before_a_read(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n" + "".join(row(i) for i in range(10)))
+    c = RoutingCollector([str(log)], default_registry)
+    assert sel(samples(c)) == 10
+    # Truncated, then written again by the router, further than before, between two scrapes.
+    with open(log, "w") as f:
+        f.write(HEADER_LINE + "\n" + "".join(row(i, gpu="1") for i in range(30)))
+    v = samples(c)
+    assert sel(v) == 10 and sel(v, gpu="1") == 30  # nothing lost, nothing counted twice
+    assert sum(n for k, n in v.items() if k[0] == "orchex_router_selection_log_parse_errors_total") == 0
+
+
+def test_a_row_with_an_absurd_value_is_rejected_and_counting_goes_on(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n" + row(1, score="1e308") + row(2, score="1e308") + row(3, score="nan")
+                   + row(4, dur="inf") + row(5, dur="-1") + row(6, conf="1.5") + row(7))
+    c = RoutingCollector([str(log)], default_registry)
+    v = samples(c)
+    assert sel(v) == 1
+    rejected = {dict(k[1])["reason"]: n for k, n in v.items()
+                if k[0] == "orchex_router_selection_log_parse_errors_total"}
+    assert rejected["score"] == 3 and rejected["duration"] == 2 and rejected["confidence"] == 1
+    with open(log, "a") as f:
+        f.write(row(8) + row(9))
+    v = samples(c)
+    assert sel(v) == 3  # later valid rows are still counted: no row poisons the collector
+    score = ("orchex_router_selection_score_sum",
+             (("category", "code"), ("model", "google-gemma-3-270m-it")))
+    assert v[score] == 210.0
+
+
+def test_a_cross_product_of_labels_stays_within_the_series_budget(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    with open(log, "w") as f:
+        f.write(HEADER_LINE + "\n")
+        for c in range(20):
+            for m in range(20):
+                for g in range(20):
+                    f.write(row(1, cat=f"c{c}", model=f"m{m}", gpu=str(g)))
+    collector = RoutingCollector([str(log)], default_registry, max_label_values=100, max_series=2000)
+    v = samples(collector)
+    made = sum(1 for k in v if k[0].startswith("orchex_router_") and dict(k[1]).get("category", "")[1:].isdigit())
+    assert made <= 2000
+    assert sum(n for k, n in v.items() if k[0] == "orchex_router_selections_total") == 8000  # every row counted
+    overflow = v[("orchex_router_label_overflow_total", (("label", "series"),))]
+    assert overflow > 0 and sel(v, cat="other", model="other", gpu="other") == overflow

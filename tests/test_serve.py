@@ -3,10 +3,12 @@
 import gzip
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import textwrap
 import time
+import urllib.error
 import urllib.request
 
 import bcrypt
@@ -35,7 +37,8 @@ def test_endpoints_gzip_openmetrics_and_name_filter(serve):
     v = series(body)
     assert v[("orchex_router_selections_total", (("category", "math"), ("gpu", "1"),
                                                  ("model", "google-gemma-3-270m-it"), ("primary", "false")))] == 1
-    assert v[("orchex_nvml_up", ())] == 1
+    # Simulated GPUs are never passed off as NVML: nvml_up is 0, and a series names the backend.
+    assert v[("orchex_nvml_up", ())] == 0 and v[("orchex_backend_info", (("backend", "simulated"),))] == 1
     assert sum(1 for k in v if k[0] == "orchex_gpu_up") == 4
     assert any(k[0] == "process_resident_memory_bytes" for k in v)
     code, headers, zipped = s.get("/metrics", {"Accept-Encoding": "gzip"})
@@ -62,7 +65,9 @@ def test_collectors_switch_off_and_nvml_missing_keeps_routing(serve, tmp_path):
     s2 = serve("--gpu-backend=nvml", env={"LD_LIBRARY_PATH": str(tmp_path)})
     v = series(s2.get()[2])
     assert v[("orchex_nvml_up", ())] == 0 and not any(k[0].startswith("orchex_gpu_") for k in v)
-    assert v[("orchex_scrape_collector_success", (("collector", "gpu"),))] == 1
+    # Without NVML the gpu collector failed, and says so; the routing collector still succeeds.
+    assert v[("orchex_scrape_collector_success", (("collector", "gpu"),))] == 0
+    assert v[("orchex_scrape_collector_success", (("collector", "routing"),))] == 1
     assert ("orchex_router_selection_log_parse_errors_total", (("reason", "columns"),)) in v
 
 
@@ -147,7 +152,7 @@ def test_basic_auth(serve, tmp_path):
     assert s.get("/metrics", auth("prom", "wrong"))[0] == 401
     assert s.get("/metrics", auth("other", "s3cret"))[0] == 401
     code, _, body = s.get("/metrics", auth("prom", "s3cret"))
-    assert code == 200 and b"orchex_nvml_up 1" in body
+    assert code == 200 and b"\norchex_nvml_up 0\n" in body and b'orchex_backend_info{backend="simulated"} 1' in body
 
 
 def test_bad_web_config_refuses_to_start(cli, tmp_path):
@@ -260,3 +265,50 @@ def test_sighup_applies_paths_logs_collectors_and_log_level(serve, tmp_path):
     assert s.get("/metrics")[0] == 404
     code, err = s.stop()
     assert "level=debug" in err  # the new log level took effect
+
+
+def test_sighup_turns_tls_and_auth_on_together_and_serves_a_renewed_certificate(serve, tmp_path):
+    import base64
+    import hashlib
+
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text("gpu-backend: simulated\n")
+    s = serve(f"--config={cfg}")
+    assert s.get("/metrics")[0] == 200  # plain HTTP, no auth
+    key, crt = make_cert(tmp_path, "server")
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {crt}\n  key_file: {key}\n"
+                   f"basic_auth_users:\n  prom: {hashed}\n")
+    cfg.write_text(f"gpu-backend: simulated\nweb.config.file: {web}\n")
+    s.proc.send_signal(signal.SIGHUP)
+    auth = {"Authorization": "Basic " + base64.b64encode(b"prom:s3cret").decode()}
+    ctx = ssl.create_default_context(cafile=str(crt))
+    https = urllib.request.Request(f"https://127.0.0.1:{s.port}/metrics", headers=auth)
+    deadline = time.time() + 5
+    while True:
+        try:
+            with urllib.request.urlopen(https, timeout=5, context=ctx) as r:
+                code, body = r.status, r.read()
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    assert code == 200 and b"orchex_router" in body
+    with pytest.raises(urllib.error.HTTPError) as no_auth:
+        urllib.request.urlopen(https.full_url, timeout=5, context=ctx)
+    assert no_auth.value.code == 401
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as plain:  # credentials never travel
+        plain.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")     # in clear: plain HTTP is gone
+        assert not plain.recv(4096).startswith(b"HTTP/")
+
+    def served_fingerprint():
+        pem = ssl.get_server_certificate(("127.0.0.1", s.port))
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+    before = served_fingerprint()
+    make_cert(tmp_path, "server")  # renewed on disk, same paths, no signal
+    after = served_fingerprint()
+    assert before != after
+    assert after == hashlib.sha256(ssl.PEM_cert_to_DER_cert(crt.read_text())).hexdigest()

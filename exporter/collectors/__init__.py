@@ -11,6 +11,15 @@ if TYPE_CHECKING:
     from exporter.serveconfig import Settings
 
 
+class CollectorFailed(Exception):
+    """Raised by a collector that still has families to serve (an `up` series saying 0, error
+    counts) but failed at its job: the scrape serves `families` and reports the collector failed."""
+
+    def __init__(self, reason: str, families: list[Family]) -> None:
+        super().__init__(reason)
+        self.families = families
+
+
 class Collector(Protocol):
     name: str  # the `--collector.<name>` flag
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from exporter.collectors import CollectorFailed
 from exporter.exposition import Family, labels
 from exporter.gpu.backends import Backend, factory, judged
 from exporter.gpu.health import DEFAULT_THRESHOLDS, STATES, Thresholds
@@ -82,6 +83,7 @@ class GpuCollector:
         self.next_try = 0.0
         self.lock = threading.Lock()
         self.shared: tuple[float, list[Family] | None] = (0.0, None)  # (monotonic time of the reading, families)
+        self.past_errors: dict[tuple[str, str], int] = {}  # error counts of backends closed since
 
     def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
         source = (settings["gpu-backend"], settings["fleet"])
@@ -93,11 +95,6 @@ class GpuCollector:
                 self.open_backend, self.source = factory(source[0], source[1], log.info), source
                 self.next_try = 0.0
 
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
-
     def collect(self, now: float) -> list[Family]:
         with self.lock:
             taken, families = self.shared
@@ -108,39 +105,61 @@ class GpuCollector:
             return families
 
     def _read(self, now: float) -> list[Family]:
+        """The GPU families; raises CollectorFailed (with nvml_up 0 and the error counts) when no
+        backend could be opened or the open one failed, so the scrape says the collector failed."""
         if self.backend is None and time.monotonic() >= self.next_try:
             try:
                 self.backend = self.open_backend()
-                if self.unavailable:
-                    log.info("GPU backend available again")
                 self.unavailable = None
-            except Exception as e:  # noqa: BLE001 - any failure to open means "no NVML now"
-                if str(e) != self.unavailable:  # say it once, not every 10 s
-                    log.warning(f"GPU backend unavailable, retrying every {RETRY_SECONDS:.0f} s: {e}")
-                self.unavailable = str(e)
+            except Exception as e:  # noqa: BLE001 - any failure to open means "no GPU backend now"
+                self.unavailable = f"GPU backend unavailable, retrying every {RETRY_SECONDS:.0f} s: {e}"
                 self.next_try = time.monotonic() + RETRY_SECONDS
-        up = Family("orchex_nvml_up", "gauge", "1 when the GPU backend answered this scrape, else 0.")
-        if self.backend is None:
-            up.add(0)
-            return [up]
+        backend = self.backend
+        if backend is None:
+            raise CollectorFailed(self.unavailable or "GPU backend unavailable", self._status(None))
         try:
-            snaps = judged(self.backend.read(), now, self.thresholds)
-        except Exception:
-            # nvmlDeviceGetCount failed: the driver went away. Reopen on a later scrape.
+            snaps = judged(backend.read(), now, self.thresholds)
+        except Exception as e:  # noqa: BLE001 - the driver went away or answered nonsense
             self.close()
             self.next_try = time.monotonic() + RETRY_SECONDS
-            up.add(0)
-            return [up] + self._errors()
-        up.add(1)
-        return [up] + gpu_families(snaps) + self._errors()
+            raise CollectorFailed(f"GPU backend {backend.name} failed, reopening in {RETRY_SECONDS:.0f} s: {e}",
+                                  self._status(None)) from None
+        return self._status(backend) + gpu_families(snaps)
 
-    def _errors(self) -> list[Family]:
-        counts = getattr(self.backend, "error_counts", None) or {}
+    def close(self) -> None:
+        if self.backend is not None:
+            for key, n in self.backend.error_counts.items():  # counters survive a reopen
+                self.past_errors[key] = self.past_errors.get(key, 0) + n
+            self.backend.close()
+            self.backend = None
+
+    def _status(self, answering: Backend | None) -> list[Family]:
+        """orchex_nvml_up, which backend produced the GPU series, the XID watcher and error counts."""
+        up = Family("orchex_nvml_up", "gauge",
+                    "1 when NVML answered this scrape; 0 when it did not, or when the GPU series are simulated.")
+        up.add(1 if answering is not None and answering.name == "nvml" else 0)
+        out = [up]
+        if answering is not None:
+            info = Family("orchex_backend", "info",
+                          "The backend that produced this scrape's orchex_gpu_* series: nvml, or simulated "
+                          "(made-up data for machines without GPUs).")
+            info.add(1, labels(backend=answering.name), "_info")
+            out.append(info)
+            watching = getattr(answering, "xid_watcher_up", None)
+            if watching is not None:
+                xid = Family("orchex_nvml_xid_watcher_up", "gauge",
+                             "1 while the thread that receives XID events runs; restarted within a minute.")
+                xid.add(1 if watching else 0)
+                out.append(xid)
+        counts = dict(self.past_errors)
+        if self.backend is not None:
+            for key, n in self.backend.error_counts.items():
+                counts[key] = counts.get(key, 0) + n
         f = Family("orchex_nvml_errors", "counter",
                    "NVML calls that failed with an error other than NOT_SUPPORTED, by function and code.")
         for (function, code), n in sorted(counts.items()):
             f.add(n, labels(function=function, code=code), "_total")
-        return [f]
+        return out + [f]
 
 
 def gpu_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:

@@ -14,7 +14,7 @@ from exporter.exposition import Family, labels
 from exporter.routing.registry import Registry
 from exporter.selectionlog.reader import Follower
 from exporter.selectionlog.rows import REASONS
-from exporter.selectionlog.tally import OTHER, Tally
+from exporter.selectionlog.tally import OTHER, SelectionKey, Tally
 
 if TYPE_CHECKING:
     from exporter.serveconfig import Settings
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0)
 LE = tuple(str(b) for b in BUCKETS) + ("+Inf",)
+MAX_SERIES = 10_000  # the default of routing.max-series
 
 
 class LabelCap:
@@ -41,6 +42,32 @@ class LabelCap:
         return OTHER
 
 
+class SeriesBudget:
+    """At most `limit` routing series made from log content. Each new (category, model, primary,
+    gpu) combination costs its selection series, plus the five series of its (category, model) pair
+    and the histogram of its category when those are new; a combination over the budget is counted
+    under (other, other, primary, other). The per-label cap alone bounds each label, not their
+    product: 60 categories x 60 models x 60 GPUs are each under a cap of 100."""
+
+    PAIR = 5  # confidence _sum/_count, score _sum/_count, fallbacks
+    CATEGORY = len(LE) + 2  # buckets, _sum, _count
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.pairs: set[tuple[str, str]] = set()
+        self.categories: set[str] = set()
+
+    def __call__(self, key: SelectionKey) -> SelectionKey:
+        c, m, primary, _ = key
+        cost = 1 + (self.PAIR if (c, m) not in self.pairs else 0) + (self.CATEGORY if c not in self.categories else 0)
+        if self.used + cost > self.limit:
+            return (OTHER, OTHER, primary, OTHER)
+        self.used += cost
+        self.pairs.add((c, m))
+        self.categories.add(c)
+        return key
+
+
 def known_labels(registry: Registry) -> dict[str, set[str]]:
     return {"category": set(registry.categories), "model": set(registry.models)}
 
@@ -48,9 +75,11 @@ def known_labels(registry: Registry) -> dict[str, set[str]]:
 class RoutingCollector:
     name = "routing"
 
-    def __init__(self, patterns: Iterable[str], registry: Registry, max_label_values: int = 100) -> None:
+    def __init__(self, patterns: Iterable[str], registry: Registry, max_label_values: int = 100,
+                 max_series: int = MAX_SERIES) -> None:
         self.cap = LabelCap(known_labels(registry), max_label_values)
-        self.tally = Tally(buckets=BUCKETS, label=self.cap)
+        self.budget = SeriesBudget(max_series)
+        self.tally = Tally(buckets=BUCKETS, label=self.cap, admit=self.budget)
         self.follower = Follower(patterns, self.tally)
         self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
         self.lock = threading.Lock()
@@ -63,7 +92,7 @@ class RoutingCollector:
         with self.lock:
             self.cap.known = known_labels(registry)
             self.cap.max_values = settings["routing.max-label-values"]
-            self.tally.forget_labels()
+            self.budget.limit = settings["routing.max-series"]
             self.follower.patterns = list(settings["selection-log"])
             self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
             self.built = (None, [])
@@ -127,8 +156,8 @@ class RoutingCollector:
         for reason in REASONS:
             rejected.add(t.rejected.get(reason, 0), lab(reason=reason), "_total")
         overflow = Family("orchex_router_label_overflow", "counter",
-                          "Rows whose category, model or gpu value was counted as 'other' because the label "
-                          "already had the maximum number of distinct values.")
-        for kind in ("category", "model", "gpu"):
+                          "Rows counted as 'other': by label when that label already had the maximum number of "
+                          "distinct values, label=\"series\" when the routing series budget was spent.")
+        for kind in ("category", "model", "gpu", "series"):
             overflow.add(t.overflow.get(kind, 0), lab(label=kind), "_total")
         return [sel, conf, score, fallbacks, hist, rejected, overflow]

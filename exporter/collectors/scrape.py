@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from exporter import __version__
-from exporter.collectors import Collector
+from exporter.collectors import Collector, CollectorFailed
 from exporter.exposition import Family, labels, render
 
 log = logging.getLogger("orchex")
@@ -23,6 +23,7 @@ class Scraper:
         self.lock = threading.Lock()
         self.exposing = threading.Lock()
         self.rendered: dict[str, tuple[list[Family], str]] = {}  # collector name -> (families, text)
+        self.errors: dict[str, str | None] = {}  # collector name -> its last failure, None when it succeeded
 
     def scrape(self) -> list[Family]:
         """All families of one scrape: the collectors' and the exporter's own."""
@@ -58,12 +59,16 @@ class Scraper:
                       "Unix time of each collector's last successful collection.")
         for c in self.collectors:
             started = time.perf_counter()
+            error = None
             try:
                 groups.append((c.name, c.collect(now)))
-                ok = True
-            except Exception:  # a failing collector must never take the others down
-                log.exception("collector %s failed", c.name)
-                ok = False
+            except CollectorFailed as e:
+                groups.append((c.name, e.families))
+                error = str(e)
+            except Exception as e:  # a failing collector must never take the others down
+                error = f"{type(e).__name__}: {e}"
+            ok = error is None
+            self._say(c.name, error)
             took = time.perf_counter() - started
             lab = labels(collector=c.name)
             with self.lock:
@@ -86,6 +91,16 @@ class Scraper:
             names = {c.name for c in collectors}
             self.rendered = {n: r for n, r in self.rendered.items() if n in names}
             self.last_success = {n: t for n, t in self.last_success.items() if n in names}
+
+    def _say(self, name: str, error: str | None) -> None:
+        """Log a collector's failure once, again when the failure changes, and its recovery."""
+        with self.lock:
+            before = self.errors.get(name)
+            self.errors[name] = error
+        if error is not None and error != before:
+            log.error(f"collector {name} failed: {error}")
+        elif error is None and before is not None:
+            log.info(f"collector {name} recovered")
 
     def close(self) -> None:
         for c in self.collectors:

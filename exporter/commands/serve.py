@@ -31,13 +31,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--web.config.file", dest="web.config.file", metavar="FILE",
                    help="exporter-toolkit web config: TLS and basic auth")
     p.add_argument("--gpu-backend", dest="gpu-backend", choices=BACKENDS,
-                   help="auto (default): NVML when a driver answers, else the simulated fleet")
+                   help="nvml (default): the real GPUs, retried until the driver answers; simulated: a "
+                        "made-up fleet; auto: nvml, or simulated on a machine with no NVIDIA library")
     p.add_argument("--fleet", dest="fleet", metavar="FILE", help="fleet YAML for the simulated backend")
     p.add_argument("--registry", dest="registry", metavar="FILE", help="registry YAML (default: packaged)")
     p.add_argument("--selection-log", dest="selection-log", action="append", metavar="PATH_OR_GLOB",
                    help="selection log to follow (repeatable)")
     p.add_argument("--routing.max-label-values", dest="routing.max-label-values", type=int, metavar="N",
                    help="distinct values admitted per routing label beyond the registry's (default 100)")
+    p.add_argument("--routing.max-series", dest="routing.max-series", type=int, metavar="N",
+                   help="routing series made from log content, all labels together (default 10000)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector.{name}", action=argparse.BooleanOptionalAction,
                        default=None, help=f"enable the {name} collector (default on)")
@@ -67,7 +70,7 @@ def make_collector(name: str, settings: Settings, log: logging.Logger) -> Collec
         from exporter.collectors.routing import RoutingCollector
 
         return RoutingCollector(settings["selection-log"], settings.registry,
-                                settings["routing.max-label-values"])
+                                settings["routing.max-label-values"], settings["routing.max-series"])
     from exporter.collectors.process import ProcessCollector
 
     return ProcessCollector()

@@ -1,6 +1,9 @@
-"""Choose and open a GPU backend: `nvml`, `simulated`, or `auto` (nvml when a driver answers).
+"""Choose and open a GPU backend: `nvml`, `simulated`, or `auto`.
 
-The names and the `auto` rule live here alone; every command and the exporter ask this module."""
+`auto` means NVML whenever an NVIDIA library is installed, even one whose driver is not loaded yet
+(it is retried, as `nvml` is), and the simulated fleet only on a machine with no NVIDIA library at
+all: made-up data is never served because a real driver was slow to come up. The names and this rule
+live here alone; every command and the exporter ask this module."""
 
 import sys
 from collections.abc import Callable, Iterable
@@ -31,9 +34,9 @@ def _stderr(message: str) -> None:
 
 def factory(name: str, fleet: str | None = None,
             notice: Callable[[str], None] = _stderr) -> Callable[[], Backend]:
-    """A function that opens backend `name`, decided now: `auto` asks NVML once and, when it does not
-    answer, settles on the simulated fleet (`notice` hears why). A bad fleet file is an error here,
-    at start-up, not on every later open."""
+    """A function that opens backend `name`, decided now: `auto` looks for the NVML library once and,
+    when there is none, settles on the simulated fleet (`notice` hears why). A bad fleet file is an
+    error here, at start-up, not on every later open."""
     if name not in NAMES:
         raise UsageError(f"unknown GPU backend {name!r} (expected one of {', '.join(NAMES)})")
     from exporter.gpu.simulated import SimulatedBackend, load_fleet
@@ -43,11 +46,14 @@ def factory(name: str, fleet: str | None = None,
 
         try:
             NvmlBackend(watch_xids=False).close()
-        except NvmlUnavailable as e:
-            notice(f"{e}; using the simulated GPU fleet")
-            name = "simulated"
-        else:
             name = "nvml"
+        except NvmlUnavailable as e:
+            if e.library_missing:
+                notice(f"{e}; using the simulated GPU fleet (orchex_nvml_up is 0)")
+                name = "simulated"
+            else:
+                notice(f"{e}; an NVIDIA library is installed, so NVML is used and retried")
+                name = "nvml"
     if name == "simulated":
         load_fleet(fleet)
         return partial(SimulatedBackend, fleet)

@@ -1,11 +1,17 @@
 """NVML backend through pynvml (nvidia-ml-py).
 
 Every field is read on its own: NOT_SUPPORTED leaves that field absent; GPU_IS_LOST or UNKNOWN marks
-the GPU down (its other fields are not read); any other error leaves the field absent and is counted
-by function and code. One GPU's failure never hides the others.
+the GPU down (its other fields are not read); any other error, from NVML or from pynvml itself
+(FUNCTION_NOT_FOUND, NVMLLibraryMismatchError on a driver older than pynvml), leaves the field absent
+and is counted by function and code, and logged the first time it is seen. One GPU's failure never
+hides the others.
+
+Entry points that NVML versions (`_v2`, `_v3`) fall back to the older version when the driver lacks
+the newer one: drivers from before a version keep reporting every GPU.
 """
 
 import ctypes
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +29,23 @@ CLOCK_EVENT_REASONS = {
     "display_clock_setting": 0x100,
 }
 _LOST = {N.NVML_ERROR_GPU_IS_LOST, N.NVML_ERROR_UNKNOWN}
-_ABSENT = {N.NVML_ERROR_NOT_SUPPORTED, N.NVML_ERROR_FUNCTION_NOT_FOUND}
+MAX_DEVICES = 256  # a count above this is a broken driver (a negative number read as unsigned)
+XID_RESTART_SECONDS = 60.0
+
+log = logging.getLogger("orchex")
 
 
 class NvmlUnavailable(Exception):
-    """nvmlInit failed: no library, no driver, or no permission."""
+    """nvmlInit failed: no library, no driver, or no permission. `library_missing` when there is no
+    libnvidia-ml at all (no NVIDIA driver installed), as opposed to one that does not answer."""
+
+    def __init__(self, message: str, library_missing: bool = False) -> None:
+        super().__init__(message)
+        self.library_missing = library_missing
+
+
+class NvmlFailure(Exception):
+    """The driver answered nonsense or stopped answering: this reading has no GPUs."""
 
 
 class _Lost(Exception):
@@ -43,6 +61,36 @@ def error_name(code: int) -> str:
     return _ERROR_NAMES.get(code, str(code))
 
 
+def _exception_code(e: Exception) -> str:
+    if isinstance(e, N.NVMLError):
+        return error_name(e.value)
+    if isinstance(e, N.NVMLLibraryMismatchError):
+        return "LIBRARY_MISMATCH"
+    return type(e).__name__.upper()
+
+
+def _legacy_count() -> int:
+    """nvmlDeviceGetCount (version 1), which drivers without _v2 export; pynvml has no wrapper."""
+    n = ctypes.c_uint()
+    ret = N.nvmlLib.nvmlDeviceGetCount(ctypes.byref(n))
+    if ret != N.NVML_SUCCESS:
+        raise N.NVMLError(ret)
+    return n.value
+
+
+def _legacy_handle(index: int) -> Any:
+    """nvmlDeviceGetHandleByIndex (version 1), likewise."""
+    handle = N.c_nvmlDevice_t()
+    try:
+        fn = N.nvmlLib.nvmlDeviceGetHandleByIndex
+    except AttributeError:
+        raise N.NVMLError(N.NVML_ERROR_FUNCTION_NOT_FOUND) from None
+    ret = fn(ctypes.c_uint(index), ctypes.byref(handle))
+    if ret != N.NVML_SUCCESS:
+        raise N.NVMLError(ret)
+    return handle
+
+
 def _text(v: Any) -> Any:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
@@ -56,7 +104,7 @@ class NvmlBackend:
         except N.NVMLError as e:
             if e.value == N.NVML_ERROR_LIBRARY_NOT_FOUND:
                 raise NvmlUnavailable("NVML library libnvidia-ml.so.1 not found (no NVIDIA driver "
-                                      "installed?)") from None
+                                      "installed?)", library_missing=True) from None
             if e.value == N.NVML_ERROR_DRIVER_NOT_LOADED:
                 raise NvmlUnavailable("NVIDIA driver not loaded (nvmlInit: DRIVER_NOT_LOADED)") from None
             raise NvmlUnavailable(f"nvmlInit failed: {error_name(e.value)}") from None
@@ -67,15 +115,28 @@ class NvmlBackend:
         self._xids: dict[tuple[int, int], list[float]] = {}  # (gpu index, xid) -> [count, last unix time]
         # uuid -> fields that do not change while the GPU is in the machine
         self._static: dict[str, dict[str, Any]] = {}
-        self._watcher = None
-        if watch_xids:
-            self._watcher = threading.Thread(target=self._watch_xids, name="nvml-xid", daemon=True)
-            self._stop = threading.Event()
-            self._watcher.start()
+        self.watch_xids = watch_xids
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._next_watch = 0.0
+        self._keep_watching()
+
+    @property
+    def xid_watcher_up(self) -> bool:
+        """Whether XID events are being received now (the event thread is alive)."""
+        return self._watcher is not None and self._watcher.is_alive()
+
+    def _keep_watching(self) -> None:
+        """Start the XID event thread, or start it again when it died (at most once a minute)."""
+        if not self.watch_xids or self.xid_watcher_up or time.monotonic() < self._next_watch:
+            return
+        self._next_watch = time.monotonic() + XID_RESTART_SECONDS
+        self._watcher = threading.Thread(target=self._watch_xids, name="nvml-xid", daemon=True)
+        self._watcher.start()
 
     def close(self) -> None:
+        self._stop.set()
         if self._watcher is not None:
-            self._stop.set()
             self._watcher.join(timeout=2)
             self._watcher = None
         try:
@@ -89,43 +150,75 @@ class NvmlBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _count_error(self, function: str, code: int) -> None:
-        key = (function, error_name(code))
+    def _count_error(self, function: str, code: str) -> None:
+        key = (function, code)
         with self._lock:
+            first = key not in self.error_counts
             self.error_counts[key] = self.error_counts.get(key, 0) + 1
+        if first:
+            log.warning(f"NVML {function} failed with {code}; the field is left out and counted in "
+                        "orchex_nvml_errors_total (said once per function and code)")
 
     def _call(self, snap: GpuSnapshot, function: str, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args), or None when the field is absent; raises _Lost when the GPU is gone."""
-        try:
-            return fn(*args)
-        except N.NVMLError as e:
-            if e.value in _ABSENT:
-                return None
-            if e.value in _LOST:
-                self._count_error(function, e.value)
-                raise _Lost(function, error_name(e.value)) from None
-            self._count_error(function, e.value)
-            snap.errors[function] = error_name(e.value)
+        return self._versioned(snap, function, fn, args=args)
+
+    def _versioned(self, snap: GpuSnapshot, function: str, *fns: Callable[..., Any],
+                   args: tuple[Any, ...] = ()) -> Any:
+        """The first of fns (newest version first) that the driver has, called with args; None when
+        the field is absent (NOT_SUPPORTED, or an error counted here); _Lost when the GPU is gone."""
+        for i, fn in enumerate(fns):
+            try:
+                return fn(*args)
+            except (N.NVMLError_FunctionNotFound, N.NVMLLibraryMismatchError) as e:
+                if i < len(fns) - 1:
+                    continue  # an older driver: try the older version
+                code = _exception_code(e)
+            except N.NVMLError as e:
+                if e.value == N.NVML_ERROR_NOT_SUPPORTED:
+                    return None
+                code = error_name(e.value)
+                if e.value in _LOST:
+                    self._count_error(function, code)
+                    raise _Lost(function, code) from None
+            except Exception as e:  # noqa: BLE001 - pynvml's own errors (a bad struct, a decode)
+                code = _exception_code(e)
+            self._count_error(function, code)
+            snap.errors[function] = code
             return None
+        return None  # not reached: the last function returns or fails above
+
+    def _count(self) -> int:
+        try:
+            try:
+                count = N.nvmlDeviceGetCount()
+            except N.NVMLError_FunctionNotFound:
+                count = _legacy_count()
+        except N.NVMLError as e:
+            self._count_error("nvmlDeviceGetCount", error_name(e.value))
+            raise NvmlFailure(f"nvmlDeviceGetCount: {error_name(e.value)}") from None
+        if not 0 <= count <= MAX_DEVICES:
+            self._count_error("nvmlDeviceGetCount", "ABSURD_COUNT")
+            raise NvmlFailure(f"nvmlDeviceGetCount says {count} GPUs (at most {MAX_DEVICES} expected): "
+                              "the driver's answer is not a device count")
+        return count
 
     def read(self) -> list[GpuSnapshot]:
-        try:
-            count = N.nvmlDeviceGetCount()
-        except N.NVMLError as e:
-            self._count_error("nvmlDeviceGetCount", e.value)
-            raise
+        count = self._count()
+        self._keep_watching()
         driver = cuda = None
-        try:
-            driver = _text(N.nvmlSystemGetDriverVersion())
-            cuda_int = N.nvmlSystemGetCudaDriverVersion_v2()
+        system = GpuSnapshot(index=-1)
+        driver = _text(self._call(system, "nvmlSystemGetDriverVersion", N.nvmlSystemGetDriverVersion))
+        cuda_int = self._versioned(system, "nvmlSystemGetCudaDriverVersion", N.nvmlSystemGetCudaDriverVersion_v2,
+                                   N.nvmlSystemGetCudaDriverVersion)
+        if cuda_int is not None:
             cuda = f"{cuda_int // 1000}.{cuda_int % 1000 // 10}"
-        except N.NVMLError:
-            pass
         out = []
         for i in range(count):
             snap = GpuSnapshot(index=i, driver_version=driver, cuda_driver_version=cuda)
             try:
-                h = self._call(snap, "nvmlDeviceGetHandleByIndex", N.nvmlDeviceGetHandleByIndex, i)
+                h = self._versioned(snap, "nvmlDeviceGetHandleByIndex", N.nvmlDeviceGetHandleByIndex,
+                                    _legacy_handle, args=(i,))
                 if h is None:
                     raise _Lost("nvmlDeviceGetHandleByIndex", "NOT_SUPPORTED")
                 self._read_device(snap, h)
@@ -232,42 +325,52 @@ class NvmlBackend:
                                    N.nvmlDeviceGetCurrPcieLinkGeneration, h)
         s.pcie_link_width = c(s, "nvmlDeviceGetCurrPcieLinkWidth", N.nvmlDeviceGetCurrPcieLinkWidth, h)
         s.pcie_replays = c(s, "nvmlDeviceGetPcieReplayCounter", N.nvmlDeviceGetPcieReplayCounter, h)
-        procs = c(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses, h)
+        procs = self._versioned(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses_v3,
+                                N.nvmlDeviceGetComputeRunningProcesses_v2, args=(h,))
         s.compute_processes = len(procs) if procs is not None else None
 
     def _watch_xids(self) -> None:
-        """Wait on an NVML event set for XID events; per GPU and XID keep a count and the last time."""
+        """Wait on an NVML event set for XID events; per GPU and XID keep a count and the last time.
+        Any failure ends the thread with its error counted; read() starts it again later."""
         try:
-            events = N.nvmlEventSetCreate()
-            count = N.nvmlDeviceGetCount()
+            self._wait_for_xids()
         except N.NVMLError as e:
-            self._count_error("nvmlEventSetCreate", e.value)
-            return
-        handles = {}
-        for i in range(count):
-            try:
-                h = N.nvmlDeviceGetHandleByIndex(i)
-                N.nvmlDeviceRegisterEvents(h, N.nvmlEventTypeXidCriticalError, events)
+            self._count_error("nvmlEventSetWait", error_name(e.value))
+        except Exception as e:  # noqa: BLE001 - a thread must not die silently
+            self._count_error("nvmlEventSetWait", _exception_code(e))
+
+    def _wait_for_xids(self) -> None:
+        events = N.nvmlEventSetCreate()
+        try:
+            handles = {}
+            for i in range(self._count()):
+                try:
+                    h = N.nvmlDeviceGetHandleByIndex(i)
+                except N.NVMLError_FunctionNotFound:
+                    h = _legacy_handle(i)
+                try:
+                    N.nvmlDeviceRegisterEvents(h, N.nvmlEventTypeXidCriticalError, events)
+                except N.NVMLError as e:  # a lost GPU or one without events: watch the others
+                    if e.value != N.NVML_ERROR_NOT_SUPPORTED:
+                        self._count_error("nvmlDeviceRegisterEvents", error_name(e.value))
+                    continue
                 handles[ctypes.cast(h, ctypes.c_void_p).value] = i
-            except N.NVMLError as e:  # a lost GPU or one without events: watch the others
-                if e.value not in _ABSENT:
-                    self._count_error("nvmlDeviceRegisterEvents", e.value)
-        if not handles:
+            while handles and not self._stop.is_set():
+                try:
+                    data = N.nvmlEventSetWait(events, 200)
+                except N.NVMLError as e:
+                    if e.value == N.NVML_ERROR_FUNCTION_NOT_FOUND:
+                        raise  # a driver without event waits: the thread ends, counted
+                    if e.value != N.NVML_ERROR_TIMEOUT:
+                        self._count_error("nvmlEventSetWait", error_name(e.value))
+                        self._stop.wait(1.0)
+                    continue
+                gpu = handles.get(ctypes.cast(data.device, ctypes.c_void_p).value)
+                if gpu is None:
+                    continue
+                key = (gpu, int(data.eventData))
+                with self._lock:
+                    n, _ = self._xids.get(key, (0, 0.0))
+                    self._xids[key] = [n + 1, self.clock()]
+        finally:
             N.nvmlEventSetFree(events)
-            return
-        while not self._stop.is_set():
-            try:
-                data = N.nvmlEventSetWait(events, 200)
-            except N.NVMLError as e:
-                if e.value != N.NVML_ERROR_TIMEOUT:
-                    self._count_error("nvmlEventSetWait", e.value)
-                    self._stop.wait(1.0)
-                continue
-            gpu = handles.get(ctypes.cast(data.device, ctypes.c_void_p).value)
-            if gpu is None:
-                continue
-            key = (gpu, int(data.eventData))
-            with self._lock:
-                n, _ = self._xids.get(key, (0, 0.0))
-                self._xids[key] = [n + 1, self.clock()]
-        N.nvmlEventSetFree(events)

@@ -15,6 +15,7 @@ from exporter.selectionlog.tally import Source, Tally
 
 Progress = Callable[[int], None]  # told the bytes read so far
 BLOCK = 384 << 10  # per-chunk working memory stays a few MB in each of two processes
+TAIL = 64  # bytes that identify where a followed file was read to
 
 
 def _feed(tally: Tally, src: Source, data: bytes, final: bool = False) -> None:
@@ -56,10 +57,11 @@ def open_input(path: str) -> IO[bytes]:
 
 
 def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", limit: int | None = None,
-                 progress: Progress | None = None) -> tuple[bytes, int]:
+                 progress: Progress | None = None) -> tuple[bytes, int, bytes]:
     """Feed the whole lines of binary stream `f` (at most `limit` bytes) to the tally, after the
-    partial line `rest` left from before. Returns (the partial last line, bytes read)."""
-    done = 0
+    partial line `rest` left from before. Returns (the partial last line, bytes read, the last TAIL
+    bytes read)."""
+    done, tail = 0, b""
     while limit is None or done < limit:
         try:
             block = f.read(BLOCK if limit is None else min(BLOCK, limit - done))
@@ -68,6 +70,7 @@ def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", lim
         if not block:
             break
         done += len(block)
+        tail = (tail + block)[-TAIL:]
         data = rest + block
         cut = data.rfind(b"\n") + 1
         if cut:
@@ -75,7 +78,7 @@ def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", lim
         rest = data[cut:]
         if progress:
             progress(done)
-    return rest, done
+    return rest, done, tail
 
 
 def read(path: str, tally: Tally, progress: Progress | None = None) -> Source:
@@ -83,7 +86,7 @@ def read(path: str, tally: Tally, progress: Progress | None = None) -> Source:
     src = Source("<stdin>" if path == "-" else path)
     f = open_input(path)
     try:
-        rest, _ = _feed_stream(f, tally, src, progress=progress)
+        rest, _, _ = _feed_stream(f, tally, src, progress=progress)
     finally:
         if f is not sys.stdin.buffer:
             f.close()
@@ -147,16 +150,26 @@ class Follower:
 
 
 class _Followed:
+    """One followed file: where reading reached, the partial line waiting for its end, and the last
+    bytes read, which identify the content: a file truncated and written again, even past its old
+    size before the next read, no longer has those bytes there, and is read again from its start."""
+
     def __init__(self, path: str) -> None:
         self.f = open(path, "rb")
-        self.offset, self.pending, self.src = 0, b"", Source(path)
+        self.offset, self.pending, self.tail, self.src = 0, b"", b"", Source(path)
+
+    def _replaced(self) -> bool:
+        if os.fstat(self.f.fileno()).st_size < self.offset:
+            return True
+        return bool(self.tail) and os.pread(self.f.fileno(), len(self.tail), self.offset - len(self.tail)) != self.tail
 
     def read(self, tally: Tally) -> int:
-        if os.fstat(self.f.fileno()).st_size < self.offset:  # truncated in place: what it holds is new
-            self.offset, self.pending, self.src = 0, b"", Source(self.src.name)
+        if self._replaced():  # truncated in place: what it holds is new
+            self.offset, self.pending, self.tail, self.src = 0, b"", b"", Source(self.src.name)
         self.f.seek(self.offset)
-        self.pending, read = _feed_stream(self.f, tally, self.src, self.pending)
+        self.pending, read, tail = _feed_stream(self.f, tally, self.src, self.pending)
         self.offset += read
+        self.tail = (self.tail + tail)[-TAIL:]
         return read
 
     def close(self) -> None:
@@ -178,7 +191,7 @@ def _read_range(path: str, start: int, end: int, tally: Tally, src: Source,
     """Count the lines that start in [start, end) of a file."""
     with open(path, "rb") as f:
         f.seek(start)
-        rest, _ = _feed_stream(f, tally, src, limit=end - start, progress=progress)
+        rest, _, _ = _feed_stream(f, tally, src, limit=end - start, progress=progress)
     if rest:
         _feed(tally, src, rest, final=True)
 
@@ -215,6 +228,9 @@ def read_split(path: str, make_tally: Callable[[], Tally],
     child.start()
     src = Source(path)
     _read_range(path, 0, middle, tally, src, progress and (lambda done: progress(done * size // max(middle, 1))))
+    while not receive.poll(0.5):
+        if not child.is_alive():  # died without a word (killed, out of memory): say so, never hang
+            raise UsageError(f"{path}: the process reading the second half died (exit code {child.exitcode})")
     other, _, error = receive.recv()
     child.join()
     if error is not None:

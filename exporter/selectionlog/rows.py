@@ -16,6 +16,10 @@ REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence",
            "encoding", "quoting", "truncated")
 TIMESTAMP = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
 GPU = re.compile(r"\d{1,6}")
+# Beyond these a value is not a measurement but garbage, and summing it could overflow to infinity
+# and poison every later sum: such a row is rejected by reason, like any other bad row.
+SCORE_LIMIT = 1e6  # |final_score|; selectors score 0-100
+DURATION_LIMIT_MS = 1e7  # selection_duration_ms, about 2.8 hours
 
 
 def number(text: str) -> float | None:
@@ -38,7 +42,12 @@ def confidence_ok(v: str) -> bool:
 
 def duration_ok(v: str) -> bool:
     x = number(v)
-    return x is not None and x >= 0
+    return x is not None and 0 <= x <= DURATION_LIMIT_MS
+
+
+def score_ok(v: str) -> bool:
+    x = number(v)
+    return x is not None and abs(x) <= SCORE_LIMIT
 
 
 def check(fields: Sequence[str]) -> str | None:
@@ -56,7 +65,7 @@ def check(fields: Sequence[str]) -> str | None:
         return "primary"
     if not confidence_ok(conf):
         return "confidence"
-    if number(score) is None:
+    if not score_ok(score):
         return "score"
     if not gpu_ok(gpu):
         return "gpu"

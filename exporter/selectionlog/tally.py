@@ -15,12 +15,23 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from itertools import repeat
+from operator import itemgetter
 
-from exporter.selectionlog.rows import TIMESTAMP, check, confidence_ok, duration_ok, fallback_column, gpu_ok, is_header
+from exporter.selectionlog.rows import (
+    DURATION_LIMIT_MS,
+    GPU,
+    SCORE_LIMIT,
+    TIMESTAMP,
+    check,
+    fallback_column,
+    is_header,
+)
 
 OTHER = "other"
 # Timestamps joined without separators (each is 19 characters) match this in one C-level pass.
 _TIMESTAMPS = re.compile(f"(?:{TIMESTAMP.pattern})*")
+_GPUS = re.compile(f"(?:(?:{GPU.pattern})?,)*")
+SelectionKey = tuple[str, str, bool, str]  # (category, model, primary, gpu)
 
 
 class Source:
@@ -34,6 +45,20 @@ class Source:
 
 def _identity(kind: str, value: str) -> str:
     return value
+
+
+def _columns_ok(cat: Sequence[str], model: Sequence[str], prim: Sequence[str], gpu: Sequence[str],
+                conf: list[float], score: list[float], dur: list[float]) -> bool:
+    """Whether every row of a fast-path chunk is valid, as rows.check() would judge each one."""
+    if not all(cat) or not all(model) or not set(prim) <= {"true", "false"}:
+        return False
+    if not _GPUS.fullmatch(",".join(gpu) + ","):
+        return False
+    for values, lo, hi in ((conf, 0.0, 1.0), (score, -SCORE_LIMIT, SCORE_LIMIT), (dur, 0.0, DURATION_LIMIT_MS)):
+        # NaN slips past min() and max(): look for it first.
+        if any(map(math.isnan, values)) or min(values) < lo or max(values) > hi:
+            return False
+    return True
 
 
 def timestamps_ok(ts: list[str]) -> bool:
@@ -50,15 +75,18 @@ class Tally:
     (`YYYY-MM-DD HH:MM:SS`, until exclusive) skip rows outside the window."""
 
     def __init__(self, buckets: Sequence[float] | None = None, label: Callable[[str, str], str] | None = None,
-                 since: str | None = None, until: str | None = None, examples: int = 5) -> None:
+                 since: str | None = None, until: str | None = None, examples: int = 5,
+                 admit: Callable[[SelectionKey], SelectionKey] | None = None) -> None:
         self.buckets = tuple(buckets) if buckets else None
+        self.buckets_ms = tuple(b * 1000.0 for b in buckets) if buckets else None
         self.label = label or _identity
+        self.admit = admit
         self.since, self.until = since, until
         self.max_examples = examples
         self.rows = 0
         self.extended = 0  # rows that carried orchex's extra columns (fallback, reason, policy)
         # (category, model, primary, gpu) -> rows
-        self.selections: Counter[tuple[str, str, bool, str]] = Counter()
+        self.selections: Counter[SelectionKey] = Counter()
         self.pairs: Counter[tuple[str, str]] = Counter()  # (category, model) -> rows
         self.score_sum: defaultdict[tuple[str, str], float] = defaultdict(float)  # sum of final_score
         # (category, model, primary) -> sum of confidence
@@ -69,14 +97,10 @@ class Tally:
         self.fallbacks: Counter[tuple[str, str]] = Counter()  # (category, model) -> rows
         self.rejected: Counter[str] = Counter()  # reason -> rows
         self.examples: list[tuple[str, int, str]] = []  # (file, line, reason) of the first rejected rows
-        self.overflow: Counter[str] = Counter()  # label kind -> rows counted as `other`
+        self.overflow: Counter[str] = Counter()  # label kind (or "series") -> rows counted as `other`
         self.first: str | None = None
         self.last: str | None = None  # timestamp range of counted rows
         self.version = 0  # changes whenever a count does
-        # (kind, raw value) -> counted value: label() is asked once per value
-        self._names: dict[tuple[str, str], str] = {}
-        # (column, text) of gpu, confidence and duration values already checked
-        self._values: dict[tuple[str, str], float | None] = {}
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -172,52 +196,50 @@ class Tally:
 
     def _fold(self, cols: Sequence[Sequence[str]], fallback: Sequence[str | None] | None,
               check_values: bool) -> bool:
+        """Count rows given as columns; False (nothing counted) when `check_values` finds a bad one.
+
+        The cost is per row and at C level (map, zip, Counter), never per distinct value remembered
+        across chunks: a log whose durations and confidences are all different costs what a log of
+        a few values costs, and memory holds only what is counted."""
         ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
-        # Two counts rather than one over every column: durations vary independently of the rest,
-        # and a joint count would multiply the distinct keys that the loops below walk.
-        keyed = zip(cat, model, prim, gpu, conf, fallback) if fallback is not None else \
-            zip(cat, model, prim, gpu, conf)
-        rows = Counter(keyed)
-        durs = Counter(zip(cat, dur))
-        # final_score is nearly unique per row, so it is summed per (category, model) group rather
-        # than counted per value.
-        groups = defaultdict(list)
-        for key, v in zip(zip(cat, model), score):
-            groups[key].append(v)
         try:
-            sums = {key: math.fsum(map(float, vs)) for key, vs in groups.items()}
+            cv, sv, dv = list(map(float, conf)), list(map(float, score)), list(map(float, dur))
         except ValueError:
             return False
-        if check_values and not self._values_ok(rows, durs, sums):
+        if check_values and not _columns_ok(cat, model, prim, gpu, cv, sv, dv):
             return False
-        names = self._names
-
-        def name(kind: str, raw: str, n: int) -> str:
-            """The value counted for `raw` (asked of the label function once per value)."""
-            got = names.get((kind, raw))
-            if got is None:
-                got = names[kind, raw] = self.label(kind, raw) if raw else raw
-            if got == OTHER and raw != OTHER:
-                self.overflow[kind] += n
-            return got
-
-        selections, pairs, confidence = self.selections, self.pairs, self.confidence_sum
-        for (c, m, p, g, cf, *fb), n in rows.items():
-            c2, m2, primary = name("category", c, n), name("model", m, n), p == "true"
-            selections[(c2, m2, primary, name("gpu", g, n))] += n
-            pairs[(c2, m2)] += n
-            confidence[(c2, m2, primary)] += float(cf) * n
-            if fb and fb[0] is not None:
-                self.extended += n
-                if fb[0] == "true":
-                    self.fallbacks[(c2, m2)] += n
-        buckets, durations, duration_sum = self.buckets, self.durations, self.duration_sum
-        for (c, d), n in durs.items():
-            c2, ms = names["category", c], float(d)
-            duration_sum[c2] += ms * n
-            durations[(c2, bisect_left(buckets, ms / 1000.0) if buckets else ms)] += n
-        for (c, m), total in sums.items():
-            self.score_sum[(names["category", c], names["model", m])] += total
+        keys = list(zip(cat, model, prim, gpu))
+        mapped = {raw: self._key(raw, n) for raw, n in Counter(keys).items()}
+        rows = list(map(mapped.__getitem__, keys))
+        selections, pairs, confidence, scores = self.selections, self.pairs, self.confidence_sum, self.score_sum
+        for key, n in Counter(rows).items():
+            selections[key] += n
+            pairs[key[:2]] += n
+        # Sums per row, in one pass: confidence by (category, model, primary), score by (category,
+        # model), duration by category.
+        acc: dict[SelectionKey, list[float]] = {}
+        for key, c, s, d in zip(rows, cv, sv, dv):
+            a = acc.get(key)
+            if a is None:
+                a = acc[key] = [0.0, 0.0, 0.0]
+            a[0] += c
+            a[1] += s
+            a[2] += d
+        for key, (c, s, d) in acc.items():
+            confidence[key[:3]] += c
+            scores[key[:2]] += s
+            self.duration_sum[key[0]] += d
+        cats = map(itemgetter(0), rows)
+        if self.buckets_ms is not None:
+            self.durations.update(Counter(zip(cats, map(bisect_left, repeat(self.buckets_ms), dv))))
+        else:
+            self.durations.update(Counter(zip(cats, dv)))
+        if fallback is not None:
+            for key, fb in zip(rows, fallback):
+                if fb is not None:
+                    self.extended += 1
+                    if fb == "true":
+                        self.fallbacks[key[:2]] += 1
         lo, hi = min(ts), max(ts)
         if self.first is None or lo < self.first:
             self.first = lo
@@ -227,29 +249,23 @@ class Tally:
         self.version += 1
         return True
 
-    def _values_ok(self, rows: Counter[tuple[str, ...]], durs: Counter[tuple[str, str]],
-                   sums: dict[tuple[str, str], float]) -> bool:
-        """Whether every distinct value of a fast-path chunk is valid; values checked once are
-        remembered in _values."""
-        if not all(map(math.isfinite, sums.values())):
-            return False
-        seen = self._values
-        checks: list[tuple[tuple[str, str], Callable[[str], bool]]] = [
-            (("duration", d), duration_ok) for _, d in durs]
-        for c, m, p, g, cf, *_ in rows:
-            if not c or not m or p not in ("true", "false"):
-                return False
-            checks += ((("gpu", g), gpu_ok), (("confidence", cf), confidence_ok))
-        for key, ok in checks:
-            if key not in seen:
-                if not ok(key[1]):
-                    return False
-                seen[key] = float(key[1]) if key[1] else None
-        return True
+    def _key(self, raw: tuple[str, str, str, str], n: int) -> SelectionKey:
+        """The key that `n` rows of (category, model, primary, gpu) are counted under: each label
+        value through `label`, then the combination through `admit` (a series budget)."""
+        c, m, p, g = raw
+        key = (self._label("category", c, n), self._label("model", m, n), p == "true", self._label("gpu", g, n))
+        if self.admit is not None and key not in self.selections:
+            admitted = self.admit(key)
+            if admitted != key:
+                self.overflow["series"] += n
+            return admitted
+        return key
 
-    def forget_labels(self) -> None:
-        """Drop remembered label mappings (after the label function changed its mind: a new registry)."""
-        self._names.clear()
+    def _label(self, kind: str, raw: str, n: int) -> str:
+        got = self.label(kind, raw) if raw else raw
+        if got == OTHER and raw != OTHER:
+            self.overflow[kind] += n
+        return got
 
     # -- combining -----------------------------------------------------------------------------------
 

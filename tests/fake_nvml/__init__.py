@@ -6,17 +6,21 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(os.path.dirname(HERE), ".build")
 LIB = os.path.join(BUILD, "libnvidia-ml.so.1")
+OLD_BUILD = os.path.join(BUILD, "old-driver")
 
 
-def build():
-    """Compile the fake with cc (once; again when the source is newer). Returns its folder."""
+def build(old_driver=False):
+    """Compile the fake with cc (once; again when the source is newer). Returns its folder. With
+    `old_driver`, the library exports no _v2/_v3 entry points, as drivers before them did."""
+    folder = OLD_BUILD if old_driver else BUILD
+    lib = os.path.join(folder, "libnvidia-ml.so.1")
     src = os.path.join(HERE, "fake_nvml.c")
-    if not os.path.exists(LIB) or os.path.getmtime(LIB) < os.path.getmtime(src):
-        os.makedirs(BUILD, exist_ok=True)
+    if not os.path.exists(lib) or os.path.getmtime(lib) < os.path.getmtime(src):
+        os.makedirs(folder, exist_ok=True)
         subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-Wl,-soname,libnvidia-ml.so.1",
-                        "-o", LIB + ".tmp", src, "-lpthread"], check=True)
-        os.replace(LIB + ".tmp", LIB)
-    return BUILD
+                        *(["-DOLD_DRIVER"] if old_driver else []), "-o", lib + ".tmp", src, "-lpthread"], check=True)
+        os.replace(lib + ".tmp", lib)
+    return folder
 
 
 def gpu(index, **over):

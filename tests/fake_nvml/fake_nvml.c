@@ -17,6 +17,14 @@
 #include <time.h>
 #include <pthread.h>
 
+/* -DOLD_DRIVER builds the library as a driver from before the versioned entry points: each _v2/_v3
+   function below is exported under its unversioned name only, as older drivers did. */
+#ifdef OLD_DRIVER
+#define V(name, version) name
+#else
+#define V(name, version) name##version
+#endif
+
 typedef int nvmlReturn_t;
 enum { OK = 0, UNINIT = 1, INVALID = 2, NOT_SUPPORTED = 3, INSUFFICIENT_SIZE = 7, TIMEOUT = 10,
        GPU_IS_LOST = 15, UNKNOWN = 999 };
@@ -128,7 +136,7 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
     pthread_mutex_unlock(&mu);
     return err;
 }
-nvmlReturn_t nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
+nvmlReturn_t V(nvmlInit, _v2)(void) { return nvmlInitWithFlags(0); }
 nvmlReturn_t nvmlShutdown(void) { if (initialized) initialized--; return OK; }
 
 const char *nvmlErrorString(nvmlReturn_t r) {
@@ -147,23 +155,26 @@ nvmlReturn_t nvmlSystemGetDriverVersion(char *buf, unsigned int len) {
     snprintf(buf, len, "%s", v);
     return OK;
 }
-nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *v) {
+nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *v) {
     const char *s = get("cuda_driver_version");
     if (!s) return NOT_SUPPORTED;
     *v = atoi(s);
     return OK;
 }
-nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *v) { return nvmlSystemGetCudaDriverVersion_v2(v); }
+#ifndef OLD_DRIVER
+nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *v) { return nvmlSystemGetCudaDriverVersion(v); }
+#endif
 
-nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *n) {
+nvmlReturn_t V(nvmlDeviceGetCount, _v2)(unsigned int *n) {
     if (!initialized) return UNINIT;
     pthread_mutex_lock(&mu);
     load();
+    const char *reported = get("reported_gpu_count"); /* what a broken driver might say */
     pthread_mutex_unlock(&mu);
-    *n = gpu_count();
+    *n = reported ? (unsigned int)strtoul(reported, NULL, 10) : (unsigned int)gpu_count();
     return OK;
 }
-nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, void **h) {
+nvmlReturn_t V(nvmlDeviceGetHandleByIndex, _v2)(unsigned int i, void **h) {
     if (!initialized) return UNINIT;
     pthread_mutex_lock(&mu);
     load();
@@ -184,7 +195,7 @@ typedef struct {
     unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
     char busId[32];
 } pci_t;
-nvmlReturn_t nvmlDeviceGetPciInfo_v3(void *h, pci_t *p) {
+nvmlReturn_t V(nvmlDeviceGetPciInfo, _v3)(void *h, pci_t *p) {
     PRE(h)
     memset(p, 0, sizeof *p);
     return str_field(g, "pci_bus_id", p->busId, sizeof p->busId);
@@ -219,6 +230,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(void *h, mem_t *m) {
     if (!r) m->free = m->total - m->used;
     return r;
 }
+#ifndef OLD_DRIVER
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *h, mem2_t *m) {
     PRE(h)
     nvmlReturn_t r = ull_field(g, "memory_reserved", &m->reserved);
@@ -227,6 +239,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *h, mem2_t *m) {
     if (!r) m->free = m->total - m->used - m->reserved;
     return r;
 }
+#endif
 
 nvmlReturn_t nvmlDeviceGetTemperature(void *h, int sensor, unsigned int *t) {
     PRE(h) (void)sensor; return uint_field(g, "temperature", t);
@@ -307,7 +320,7 @@ nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(void *h, unsigned int *v) { PRE(h) r
 nvmlReturn_t nvmlDeviceGetPcieReplayCounter(void *h, unsigned int *v) { PRE(h) return uint_field(g, "pcie_replays", v); }
 
 typedef struct { unsigned int pid; unsigned long long used; unsigned int gi, ci; } proc_t;
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned int *count, proc_t *procs) {
+nvmlReturn_t V(nvmlDeviceGetComputeRunningProcesses, _v3)(void *h, unsigned int *count, proc_t *procs) {
     PRE(h)
     unsigned int n;
     nvmlReturn_t r = uint_field(g, "processes", &n);
@@ -329,7 +342,7 @@ nvmlReturn_t nvmlDeviceRegisterEvents(void *h, unsigned long long types, void *s
     if (types & 0x8) registered[g] = 1;
     return OK;
 }
-nvmlReturn_t nvmlEventSetWait_v2(void *set, event_t *data, unsigned int timeout_ms) {
+nvmlReturn_t V(nvmlEventSetWait, _v2)(void *set, event_t *data, unsigned int timeout_ms) {
     (void)set;
     if (!initialized) return UNINIT;
     struct timespec step = {0, 10 * 1000000L};
