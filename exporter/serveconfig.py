@@ -11,6 +11,7 @@ from exporter.errors import UsageError
 from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.gpu.health import Thresholds
 from exporter.gpu.simulated import load_fleet
+from exporter.httpserver import parse_address
 from exporter.logfmt import LEVELS
 from exporter.routing import registry
 from exporter.routing.registry import Registry
@@ -64,12 +65,35 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _positive(v: Any) -> str | None:
-    return None if _is_number(v) and v > 0 else "must be a positive number"
+def _positive(hi: float) -> Callable[[Any], str | None]:
+    return lambda v: None if _is_number(v) and 0 < v <= hi else f"must be a positive number up to {hi:,g}"
 
 
 def _ratio(v: Any) -> str | None:
     return None if _is_number(v) and 0 < v <= 1 else "must be a positive number up to 1"
+
+
+def _whole(lo: int, hi: int) -> Callable[[Any], str | None]:
+    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi \
+        else f"must be an integer from {lo:,} to {hi:,}"
+
+
+RESERVED_PATHS = ("/", "/healthz", "/-/ready")
+
+
+def _telemetry_path(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.startswith("/") or len(v) > 200 or not v.isprintable() \
+            or any(c in v for c in " ?#%"):
+        return "must be a path such as /metrics"
+    return f"{v} is taken by another endpoint" if v in RESERVED_PATHS else None
+
+
+def _address(v: Any) -> str | None:
+    try:
+        parse_address(v)
+    except UsageError:
+        return "expected [HOST]:PORT, such as :9847 or 127.0.0.1:9847"
+    return None
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -89,28 +113,27 @@ def _path(v: Any) -> str | None:
 
 # key -> check(value): None when the value is valid, else what is wrong with it.
 CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "web.listen-address": _string,
-    "web.telemetry-path": lambda v: None if isinstance(v, str) and v.startswith("/") and v != "/"
-    else "must be a path such as /metrics",
+    "web.listen-address": _address,
+    "web.telemetry-path": _telemetry_path,
     "web.config.file": _path,
     "gpu-backend": _one_of(BACKENDS),
     "fleet": _path,
     "registry": _path,
     "selection-log": lambda v: None if isinstance(v, list) and all(isinstance(p, str) and p for p in v)
     else "must be a list of paths or globs",
-    "routing.max-label-values": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    else "must be a positive integer",
-    "routing.max-series": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 1_000_000
-    else "must be an integer from 100 to 1000000",
+    "routing.max-label-values": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000
+    else "must be a positive integer up to 100,000",
+    "routing.max-series": _whole(100, 1_000_000),
     "log.level": _one_of(LEVELS),
     **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
        for name in COLLECTORS},
-    "health.temperature-celsius": _positive,
+    "health.temperature-celsius": _positive(200),
     "health.utilization-ratio": _ratio,
-    "health.power-ratio": _positive,
-    "health.xid-window-seconds": _positive,
-    "health.critical-xids": lambda v: None if isinstance(v, list) and all(
-        isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v) else "must be a list of XID numbers",
+    "health.power-ratio": _positive(2),
+    "health.xid-window-seconds": _positive(31_536_000),
+    "health.critical-xids": lambda v: None if isinstance(v, list) and 0 < len(v) <= 256 and all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 < x < 1000 for x in v)
+    else "must be a list of XID numbers",
 }
 
 

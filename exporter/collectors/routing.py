@@ -83,7 +83,7 @@ class RoutingCollector:
         self.follower = Follower(patterns, self.tally)
         self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
         self.lock = threading.Lock()
-        self.built: tuple[int | None, list[Family]] = (None, [])  # (tally version, families)
+        self.built: tuple[object, list[Family]] = (None, [])  # (what they were built from, families)
         self._labels: dict[tuple[tuple[str, str], ...], str] = {}
 
     def reconfigure(self, settings: "Settings", registry: Registry) -> None:
@@ -103,10 +103,12 @@ class RoutingCollector:
     def collect(self, now: float) -> list[Family]:
         with self.lock:
             self.follower.poll()
-            version, families = self.built
-            if version != self.tally.version:
+            # The families change when a count does or when a pattern matches other files.
+            state = (self.tally.version, tuple(self.follower.matched.items()))
+            built, families = self.built
+            if built != state:
                 families = self._families()
-                self.built = (self.tally.version, families)
+                self.built = (state, families)
             return families
 
     def _lab(self, **kv: str) -> str:
@@ -160,4 +162,9 @@ class RoutingCollector:
                           "distinct values, label=\"series\" when the routing series budget was spent.")
         for kind in ("category", "model", "gpu", "series"):
             overflow.add(t.overflow.get(kind, 0), lab(label=kind), "_total")
-        return [sel, conf, score, fallbacks, hist, rejected, overflow]
+        files = Family("orchex_router_selection_log_files", "gauge",
+                       "Regular files each --selection-log path or glob matched at the last read; 0 means the "
+                       "routing metrics are not fed.")
+        for pattern, n in self.follower.matched.items():
+            files.add(n, lab(pattern=pattern))
+        return [sel, conf, score, fallbacks, hist, rejected, overflow, files]

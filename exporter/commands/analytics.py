@@ -2,7 +2,10 @@
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporter.selectionlog.tally import Tally
 
 
 def add_parser(sub: Any) -> None:
@@ -12,8 +15,8 @@ def add_parser(sub: Any) -> None:
                                    "nothing else, on standard output (or --output).")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--report", action="store_true", help="the full report instead of the summary")
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="markdown",
-                   help="report format (default markdown)")
+    p.add_argument("--format", choices=("text", "markdown", "json"),
+                   help="report format (default markdown); only with --report")
     p.add_argument("--output", metavar="PATH", help="write the report here instead of standard output")
     p.add_argument("--since", metavar="T", help="only rows at or after T (YYYY-MM-DD[ HH:MM:SS])")
     p.add_argument("--until", metavar="T", help="only rows before T")
@@ -22,17 +25,19 @@ def add_parser(sub: Any) -> None:
 
 
 def _time(flag: str, text: str | None) -> str | None:
-    import re
+    """`YYYY-MM-DD HH:MM:SS` from a --since/--until value: a real date, or a UsageError naming the flag."""
+    import datetime
 
     from exporter.errors import UsageError
 
     if text is None:
         return None
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\d)(?:[ T](\d\d:\d\d(?::\d\d)?))?", text.strip())
-    if not m:
-        raise UsageError(f"{flag}: expected YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]', got {text!r}")
-    clock = (m.group(2) or "00:00:00") + (":00" if m.group(2) and len(m.group(2)) == 5 else "")
-    return f"{m.group(1)} {clock}"
+    for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(text.strip(), fmt).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            continue
+    raise UsageError(f"{flag}: expected YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]', a real date, got {text[:40]!r}")
 
 
 def generated_time() -> str:
@@ -45,10 +50,17 @@ def generated_time() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None:
         try:
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
-        except ValueError:
-            raise UsageError(f"SOURCE_DATE_EPOCH: not a whole number of seconds: {epoch!r}") from None
+            seconds = int(epoch)
+            if not 0 <= seconds <= MAX_EPOCH:
+                raise ValueError
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+        except (ValueError, OverflowError, OSError):
+            raise UsageError(f"SOURCE_DATE_EPOCH: not a whole number of seconds from 0 to {MAX_EPOCH} "
+                             f"(year 9999): {epoch[:40]!r}") from None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 
 
 class Progress:
@@ -69,27 +81,44 @@ class Progress:
         sys.stderr.write("\n")
 
 
+def _nothing_counted(total: "Tally", paths: list[str], since: str | None, until: str | None) -> int:
+    """No valid row at all is bad input (exit 2, with why); valid rows all outside --since/--until
+    is an empty answer (exit 1), said in words of its own."""
+    from exporter.errors import UsageError
+
+    if total.rejected:
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(total.rejected.items()))
+        where = "; first at " + ":".join(map(str, total.examples[0][:2])) if total.examples else ""
+        raise UsageError(f"{', '.join(paths)}: no valid selection row ({sum(total.rejected.values())} "
+                         f"rejected: {reasons}{where})")
+    print(f"orchex: no row falls in the window{' from ' + since if since else ''}"
+          f"{' until ' + until if until else ''}; {total.outside} valid row(s) lie outside it", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int | None:
     import gc
     import os
 
     from exporter.analytics import render, stats
     from exporter.errors import UsageError, write_output
+    from exporter.inputfile import open_regular
     from exporter.selectionlog.reader import expand, read_split
     from exporter.selectionlog.tally import Tally
 
     since, until = _time("--since", args.since), _time("--until", args.until)
+    if since and until and since >= until:
+        raise UsageError(f"--since {since} is not before --until {until}")
+    if args.format and not args.report:
+        raise UsageError("--format: applies to --report; without --report the summary is plain text")
+    if args.output and not args.report:
+        raise UsageError("--output: applies to --report")
     paths = expand(args.files)
     for p in paths:
         if p == "-":
             continue
-        try:
-            st = os.stat(p)
-        except OSError as e:
-            raise UsageError(f"{p}: cannot read: {e.strerror}") from None
-        if not os.path.isfile(p):
-            raise UsageError(f"{p}: not a file")
-        if st.st_size == 0:
+        os.close(open_regular(p))  # refuses FIFOs, devices and sockets by type, before reading
+        if os.path.getsize(p) == 0:
             raise UsageError(f"{p}: empty file")
     # Counting allocates millions of short-lived strings and no reference cycles: the cyclic
     # collector would only rescan them.
@@ -109,15 +138,18 @@ def run(args: argparse.Namespace) -> int | None:
         t, _ = read_split(p, make, progress)
         total.merge(t)
         done_before += size
-        if total.rows + sum(total.rejected.values()) == before:
+        if total.rows + total.outside + sum(total.rejected.values()) == before:
             raise UsageError(f"{p}: no selection rows")
     if bar:
         bar.close()
+    if not total.rows:
+        return _nothing_counted(total, paths, since, until)
     report = stats.compute(total, paths, generated_time())
     if not args.report:
         sys.stdout.write(render.summary(report))
     else:
-        body = {"json": render.as_json, "markdown": render.markdown, "text": render.text}[args.format](report)
+        render_as = {"json": render.as_json, "markdown": render.markdown, "text": render.text}
+        body = render_as[args.format or "markdown"](report)
         if args.output:
             write_output(args.output, body)
         else:

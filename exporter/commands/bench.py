@@ -4,17 +4,7 @@ import argparse
 import sys
 from typing import Any
 
-
-def _iterations(text: str) -> int:
-    import argparse
-
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 2:
-        raise argparse.ArgumentTypeError("at least 2 iterations (a standard deviation needs two)")
-    return n
+from exporter.cliargs import whole
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -32,7 +22,8 @@ def add_parser(sub: Any) -> None:
                        description="Time selections per category, the legacy constraint combinations and "
                                    "GPU-aware ones, check consistency and coverage, measure scaling. Exit 0 when "
                                    "every check passes, 1 when one fails, 3 when the push fails.")
-    p.add_argument("iterations", nargs="?", type=_iterations, default=1000, metavar="ITERATIONS")
+    p.add_argument("iterations", nargs="?", type=whole(2, 10_000_000), default=1000, metavar="ITERATIONS",
+                   help="selections timed per category (at least 2: a standard deviation needs two)")
     p.add_argument("--registry", metavar="FILE")
     p.add_argument("--policy", choices=("default", "legacy"), default="default")
     p.add_argument("--gpus", choices=("none", "simulated"), default="none",

@@ -5,6 +5,7 @@ import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from exporter.cliargs import number, whole
 from exporter.gpu.backends import NAMES as BACKENDS
 
 if TYPE_CHECKING:
@@ -17,13 +18,15 @@ def add_parser(sub: Any) -> None:
                        description="Drive the real selector against the GPU backend's snapshots and append "
                                    "each decision to a selection log (the embedded default of `make run`).")
     p.add_argument("--log", default="logs/selection_metrics.csv", metavar="FILE")
-    p.add_argument("--rate", type=float, default=20.0, metavar="PER_SECOND", help="selections per second")
-    p.add_argument("--count", type=int, metavar="N", help="stop after N selections (default: run until stopped)")
+    p.add_argument("--rate", type=number(0, 100_000, low_open=True), default=20.0, metavar="PER_SECOND",
+                   help="selections per second")
+    p.add_argument("--count", type=whole(1, 10**9), metavar="N",
+                   help="stop after N selections (default: run until stopped)")
     p.add_argument("--registry", metavar="FILE")
     p.add_argument("--gpu-backend", choices=BACKENDS, default="auto")
     p.add_argument("--fleet", metavar="FILE")
     p.add_argument("--policy", choices=("default", "legacy"), default="default")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=whole(0, 2**32 - 1), default=1)
     p.set_defaults(run=run)
 
 
@@ -50,13 +53,10 @@ def run(args: argparse.Namespace) -> int | None:
     import sys
     import time
 
-    from exporter.errors import UsageError
     from exporter.gpu import backends
     from exporter.routing import registry, selector
     from exporter.selectionlog.writer import SelectionLog
 
-    if args.rate <= 0:
-        raise UsageError("--rate: must be positive")
     reg = registry.load(args.registry)
     backend = backends.open_backend(args.gpu_backend, fleet=args.fleet)
     stop = []

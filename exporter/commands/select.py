@@ -5,6 +5,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from exporter.cliargs import number, whole
 from exporter.gpu.backends import NAMES as BACKENDS
 
 if TYPE_CHECKING:
@@ -21,8 +22,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--agent-type", choices=("inference", "tool", "orchestrator"))
     p.add_argument("--prefer", action="append", default=[], metavar="MODEL")
     p.add_argument("--exclude", action="append", default=[], metavar="MODEL")
-    p.add_argument("--min-context", type=int, metavar="TOKENS")
-    p.add_argument("--min-benchmark", type=float, metavar="SCORE")
+    p.add_argument("--min-context", type=whole(1, 10**12), metavar="TOKENS")
+    p.add_argument("--min-benchmark", type=number(0, 1_000_000), metavar="SCORE")
     p.add_argument("--policy", choices=("default", "legacy"), default="default")
     p.add_argument("--registry", metavar="FILE", help="registry YAML (default: the packaged one)")
     p.add_argument("--gpus", choices=("none", *BACKENDS), default="none",

@@ -17,34 +17,69 @@ from exporter.errors import ProblemList
 from exporter.gpu.snapshot import GpuSnapshot
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(__file__), "default_fleet.yaml")
-_KEYS = {"name", "memory_total", "power_limit", "idle_power", "base_utilization", "wave_amplitude",
-         "wave_period_seconds", "extra_temperature", "power_reads_na", "lost"}
+
+
+def _number(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+        return None if ok else f"must be a number from {lo:,g} to {hi:,.0f}"
+    return check
+
+
+def _flag(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _memory(v: Any) -> str | None:
+    try:
+        parse_size(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+# What each key of a simulated GPU may hold.
+GPU_KEYS: dict[str, Callable[[Any], str | None]] = {
+    "name": lambda v: None if isinstance(v, str) and 0 < len(v) <= 200 and v.isprintable()
+    else "must be text of 1 to 200 printable characters",
+    "memory_total": _memory,
+    "power_limit": _number(1, 5000), "idle_power": _number(0, 5000),
+    "base_utilization": _number(0, 1), "wave_amplitude": _number(0, 1),
+    "wave_period_seconds": _number(1, 31_536_000), "extra_temperature": _number(-50, 100),
+    "power_reads_na": _flag, "lost": _flag,
+}
+MAX_GPUS = 64
 
 
 def load_fleet(path: str | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(seed, GPUs) of a fleet file; ProblemList naming every problem with its line."""
     path = path or DEFAULT_FLEET
     data, lines = yamlfile.load(path)
-    problems = []
-    gpus = data.get("gpus") if isinstance(data, dict) else None
-    if not isinstance(gpus, list) or not gpus:
-        raise ProblemList(path, [(1, "a fleet needs a non-empty 'gpus' list")])
-    fleet = []
+    if not isinstance(data, dict):
+        raise ProblemList(path, [(1, "a fleet is a mapping with a 'gpus' list (and an optional seed)")])
+    problems: list[tuple[int | None, str]] = []
+    for key in data:
+        if key not in ("seed", "gpus"):
+            problems.append((lines.get((key,)), f"unknown fleet key {key!r} (keys: seed, gpus)"))
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        problems.append((lines.get(("seed",)), "seed must be a whole number from 0 to 4294967295"))
+    gpus = data.get("gpus")
+    if not isinstance(gpus, list) or not 0 < len(gpus) <= MAX_GPUS:
+        problems.append((lines.get(("gpus",), 1), f"a fleet needs a 'gpus' list of 1 to {MAX_GPUS} GPUs"))
+        gpus = []
     for i, g in enumerate(gpus):
         if not isinstance(g, dict):
             problems.append((lines.get(("gpus", i)), "each GPU is a mapping"))
             continue
-        for key in g:
-            if key not in _KEYS:
-                problems.append((lines.get(("gpus", i, key)), f"unknown GPU key {key!r}"))
-        try:
-            total = parse_size(g.get("memory_total", "16GiB"))
-        except ValueError as e:
-            problems.append((lines.get(("gpus", i, "memory_total")), str(e)))
-            continue
-        fleet.append(dict(g, memory_total=total))
+        for key, value in g.items():
+            check = GPU_KEYS.get(key)
+            problem = f"unknown GPU key {key!r}" if check is None else check(value)
+            if problem:
+                problems.append((lines.get(("gpus", i, key)), f"gpus[{i}].{key}: {problem}" if check else problem))
     if problems:
         raise ProblemList(path, problems)
-    return int(data.get("seed", 0)), fleet
+    return seed, [dict(g, memory_total=parse_size(g.get("memory_total", "16GiB"))) for g in gpus]
 
 
 class SimulatedBackend:

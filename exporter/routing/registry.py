@@ -4,10 +4,11 @@ Every problem in a file is collected and reported at once as `FILE:LINE: message
 """
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from exporter import yamlfile
 from exporter.common.memory import parse_size, parse_variants
@@ -15,6 +16,10 @@ from exporter.errors import ProblemList
 
 Lines = dict[tuple[Any, ...], int]  # key path -> line, from exporter.yamlfile
 Bad = Callable[[tuple[Any, ...], str], None]  # report a problem at a key path
+MAX_NAME = 200
+NAME_RULE = f"text of 1 to {MAX_NAME} printable characters"
+MAX_CONTEXT = 100_000_000  # tokens
+MAX_BENCHMARK = 1_000_000.0  # benchmark scores and weights: finite and not negative
 AGENT_TYPES = ("inference", "tool", "orchestrator")
 DEFAULT_PATH = os.path.join(os.path.dirname(__file__), "default_registry.yaml")
 DEFAULT_GPU_CLASSES = {"t4_16gb": 14 * 10**9, "a100_40gb": 38 * 10**9, "a100_80gb": 76 * 10**9}
@@ -157,7 +162,10 @@ def build(data: Any, lines: Lines, path: str, digest: str = "", allow_missing_mo
     raw_cats = _typed(data, "categories", dict, "a mapping of id to category", bad)
     categories = {}
     for cid, c in raw_cats.items():
-        cat = _category(str(cid), c, ("categories", cid), bad)
+        if not _name_ok(cid):
+            bad(("categories", cid), f"category id {cid!r}: {NAME_RULE}")
+            continue
+        cat = _category(cid, c, ("categories", cid), bad)
         if cat is not None:
             categories[cat.id] = cat
     _cross_check(placed, models, categories, allow_missing_models, bad)
@@ -236,11 +244,21 @@ def _routing(routing: dict[str, Any], models: dict[str, Model], categories: dict
     return default_category, fallback, gpu_classes
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _name_ok(v: Any) -> TypeGuard[str]:
+    """A model or category name: it becomes a label value and a CSV field, so text of sane length
+    without control characters."""
+    return isinstance(v, str) and 0 < len(v) <= MAX_NAME and v.isprintable()
+
+
 def _strings(value: Any, at: tuple[Any, ...], what: str, bad: Bad) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        bad(at, f"{what} must be a list of names")
+    if not isinstance(value, list) or not all(_name_ok(v) for v in value):
+        bad(at, f"{what} must be a list of names ({NAME_RULE})")
         return []
     return value
 
@@ -255,8 +273,8 @@ def _model(m: Any, at: tuple[Any, ...], bad: Bad) -> Model | None:
         if key not in known:
             bad(at + (key,), f"unknown model key {key!r}")
     name = m.get("name")
-    if not isinstance(name, str) or not name:
-        bad(at, "model without a name")
+    if not _name_ok(name):
+        bad(at + ("name",) if "name" in m else at, f"a model needs a name: {NAME_RULE}")
         return None
     # A model with a bad field is still kept under its name, so that the categories naming it do not
     # add knock-on "unknown model" problems; any problem refuses the registry all the same.
@@ -274,11 +292,18 @@ def _model(m: Any, at: tuple[Any, ...], bad: Bad) -> Model | None:
     if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0):
         bad(at + ("context_length",), f"model {name!r}: context_length must be a positive integer")
         ctx = None
+    elif ctx is not None and ctx > MAX_CONTEXT:
+        bad(at + ("context_length",), f"model {name!r}: context_length must be at most {MAX_CONTEXT:,} tokens")
+        ctx = None
     benchmarks = m.get("benchmarks") or {}
-    if not isinstance(benchmarks, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in benchmarks.values()):
-        bad(at + ("benchmarks",), f"model {name!r}: benchmarks must map a benchmark name to a number")
+    if not isinstance(benchmarks, dict) or not all(isinstance(k, str) and k for k in benchmarks) or not all(
+            _finite(v) and 0 <= v <= MAX_BENCHMARK for v in benchmarks.values()):
+        bad(at + ("benchmarks",), f"model {name!r}: benchmarks must map a benchmark name to a score "
+            f"from 0 to {MAX_BENCHMARK:g}")
         benchmarks = {}
+    for key in ("hf_repo", "description"):
+        if m.get(key) is not None and not isinstance(m.get(key), str):
+            bad(at + (key,), f"model {name!r}: {key} must be text")
     cats = _strings(m.get("categories"), at + ("categories",), "categories", bad)
     return Model(name, str(m.get("hf_repo") or ""), variants, tuple(cats), frozenset(agents), ctx,
                  {str(k): float(v) for k, v in benchmarks.items()}, str(m.get("description") or ""))
@@ -299,10 +324,10 @@ def _category(cid: str, c: Any, at: tuple[Any, ...], bad: Bad) -> Category | Non
         if a not in AGENT_TYPES:
             bad(at + ("agent_types", j), f"category {cid!r}: unknown agent type {a!r}")
     weights = c.get("benchmarks") or {}
-    if isinstance(weights, list):  # a plain list of names weighs each benchmark 1
-        weights = {str(b): 1.0 for b in weights}
-    if not isinstance(weights, dict) or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
+    if isinstance(weights, list) and all(isinstance(b, str) and b for b in weights):
+        weights = {b: 1.0 for b in weights}  # a plain list of names weighs each benchmark 1
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and k for k in weights) or not all(
+            _finite(w) and 0 <= w <= MAX_BENCHMARK for w in weights.values()):
         bad(at + ("benchmarks",), f"category {cid!r}: benchmarks must map a name to a weight >= 0")
         weights = {}
     return Category(cid, str(c.get("name") or cid), tuple(names), frozenset(agents),

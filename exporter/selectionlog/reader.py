@@ -4,17 +4,29 @@ Files are read in 384 KiB blocks (BLOCK) cut at the last newline, so memory stay
 """
 
 import glob
+import gzip
+import io
+import logging
 import os
+import stat
 import sys
+import zlib
 from collections.abc import Callable, Iterable
-from typing import IO
+from typing import IO, Any
 
 from exporter.errors import UsageError
-from exporter.selectionlog.rows import fallback_column, is_header
+from exporter.inputfile import open_regular
+from exporter.selectionlog.rows import MAX_LINE, fallback_column, is_header
 from exporter.selectionlog.tally import Source, Tally
 
 Progress = Callable[[int], None]  # told the bytes read so far
+log = logging.getLogger("orchex")
 BLOCK = 384 << 10  # per-chunk working memory stays a few MB in each of two processes
+GZIP_MAX_RATIO = 100  # selection logs compress about 10:1; a bomb, 1,000:1
+GZIP_MIN_ALLOWANCE = 64 << 20
+# Stands for the partial line while an over-long one is being skipped; it holds a newline, which a
+# real partial line never does, so it cannot be mistaken for one.
+SKIPPING = b"\n(skipping an over-long line)"
 TAIL = 64  # bytes that identify where a followed file was read to
 
 
@@ -42,25 +54,49 @@ def _feed(tally: Tally, src: Source, data: bytes, final: bool = False) -> None:
 
 
 def open_input(path: str) -> IO[bytes]:
-    """A binary stream for a path, `-` (standard input) or a gzip file (by its magic bytes)."""
+    """A binary stream for a regular file, `-` (standard input) or a gzip file (by its magic bytes),
+    whose decompressed size is bounded (GZIP_MAX_RATIO x its own size, at least GZIP_MIN_ALLOWANCE)."""
     if path == "-":
         return sys.stdin.buffer
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    f = os.fdopen(open_regular(path), "rb")
     if f.peek(2)[:2] == b"\x1f\x8b":
-        import gzip
-
-        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]  # a GzipFile reads as IO[bytes]
+        limit = max(GZIP_MIN_ALLOWANCE, GZIP_MAX_RATIO * os.fstat(f.fileno()).st_size)
+        return io.BufferedReader(_Bounded(gzip.GzipFile(fileobj=f), limit, path))
     return f
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressing stream that stops with a UsageError past `limit` bytes (a decompression bomb:
+    497 KiB that expand to 500 MiB of newlines) and turns a corrupt stream into one line."""
+
+    def __init__(self, inner: gzip.GzipFile, limit: int, path: str) -> None:
+        self.inner, self.limit, self.path, self.done = inner, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            n = self.inner.readinto(buffer)
+        except (OSError, EOFError, zlib.error) as e:
+            raise UsageError(f"{self.path}: corrupt gzip stream: {e}") from None
+        self.done += n
+        if self.done > self.limit:
+            raise UsageError(f"{self.path}: gzip expands past {self.limit:,} bytes ({GZIP_MAX_RATIO}x its size): "
+                             "refused as a decompression bomb")
+        return n
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
 
 
 def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", limit: int | None = None,
                  progress: Progress | None = None) -> tuple[bytes, int, bytes]:
     """Feed the whole lines of binary stream `f` (at most `limit` bytes) to the tally, after the
     partial line `rest` left from before. Returns (the partial last line, bytes read, the last TAIL
-    bytes read)."""
+    bytes read). A line longer than MAX_LINE is rejected as it streams by, never held whole, so a
+    100 MB line costs time linear in its length."""
     done, tail = 0, b""
     while limit is None or done < limit:
         try:
@@ -71,14 +107,23 @@ def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", lim
             break
         done += len(block)
         tail = (tail + block)[-TAIL:]
+        if rest is SKIPPING:  # inside an over-long line: drop up to its end
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, rest = block[end + 1:], b""
         data = rest + block
         cut = data.rfind(b"\n") + 1
         if cut:
             _feed(tally, src, data[:cut])
         rest = data[cut:]
+        if len(rest) > MAX_LINE:
+            tally.reject("length", src, src.line)
+            src.line += 1
+            rest = SKIPPING
         if progress:
             progress(done)
-    return rest, done, tail
+    return (b"" if rest is SKIPPING else rest), done, tail
 
 
 def read(path: str, tally: Tally, progress: Progress | None = None) -> Source:
@@ -118,23 +163,33 @@ class Follower:
     def __init__(self, patterns: Iterable[str], tally: Tally) -> None:
         self.patterns, self.tally = list(patterns), tally
         self.files: dict[tuple[int, int], _Followed] = {}  # (dev, ino) -> _Followed
+        self.matched: dict[str, int] = {}  # pattern -> regular files it matched at the last poll
+        self.refused: set[str] = set()  # paths that are not regular files, said once each
 
     def poll(self) -> int:
         """Read whatever was appended since the last call; returns the number of bytes read."""
         current = set()
         for pattern in self.patterns:
+            found = 0
             for path in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
                 try:
                     st = os.stat(path)
                 except OSError:
                     continue  # not there yet, or rotated away between glob and stat
+                if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+                    if path not in self.refused:
+                        self.refused.add(path)
+                        log.warning(f"selection log {path}: not a regular file; not followed")
+                    continue
+                found += 1
                 key = (st.st_dev, st.st_ino)
                 current.add(key)
                 if key not in self.files:
                     try:
                         self.files[key] = _Followed(path)
-                    except OSError:
+                    except UsageError:
                         continue
+            self._say_matches(pattern, found)
         total = 0
         for key, followed in list(self.files.items()):
             total += followed.read(self.tally)
@@ -142,6 +197,14 @@ class Follower:
                 followed.close()
                 del self.files[key]
         return total
+
+    def _say_matches(self, pattern: str, found: int) -> None:
+        before = self.matched.get(pattern)
+        self.matched[pattern] = found
+        if found == 0 and before != 0:
+            log.warning(f"selection log pattern {pattern!r} matches no file (yet); it is checked on every scrape")
+        elif found and before == 0:
+            log.info(f"selection log pattern {pattern!r} now matches {found} file(s)")
 
     def close(self) -> None:
         for followed in self.files.values():
@@ -155,7 +218,7 @@ class _Followed:
     size before the next read, no longer has those bytes there, and is read again from its start."""
 
     def __init__(self, path: str) -> None:
-        self.f = open(path, "rb")
+        self.f = os.fdopen(open_regular(path), "rb")
         self.offset, self.pending, self.tail, self.src = 0, b"", b"", Source(path)
 
     def _replaced(self) -> bool:
@@ -207,10 +270,7 @@ def read_split(path: str, make_tally: Callable[[], Tally],
     import multiprocessing
 
     size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        f.seek(size // 2)
-        f.readline()  # the second half starts on a line of its own
-        middle = f.tell()
+    middle = _next_line(path, size // 2)  # the second half starts on a line of its own
     fallback = _header_fallback(path)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
@@ -238,6 +298,19 @@ def read_split(path: str, make_tally: Callable[[], Tally],
     # The second half never saw the header: its fallback column came from it above.
     tally.merge(other, line_offset=src.line - 1)
     return tally, src
+
+
+def _next_line(path: str, offset: int) -> int:
+    """Where the first line starting after `offset` starts (the file's size when none does), found
+    block by block: a 100 MB line is never read whole."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while block := f.read(BLOCK):
+            end = block.find(b"\n")
+            if end >= 0:
+                return offset + end + 1
+            offset += len(block)
+    return offset
 
 
 def _is_gzip(path: str) -> bool:

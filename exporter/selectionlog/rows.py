@@ -13,7 +13,8 @@ EXTRA = ("fallback", "reason", "policy")
 HEADER_LINE = ",".join(COLUMNS)
 # Rejection reasons: a fixed set, so they can be a metric label.
 REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence", "score", "gpu", "duration",
-           "encoding", "quoting", "truncated")
+           "encoding", "quoting", "truncated", "length")
+MAX_LINE = 64 << 10  # a row longer than this is rejected ("length") and skipped unread
 TIMESTAMP = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
 GPU = re.compile(r"\d{1,6}")
 # Beyond these a value is not a measurement but garbage, and summing it could overflow to infinity

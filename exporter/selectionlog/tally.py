@@ -84,6 +84,7 @@ class Tally:
         self.since, self.until = since, until
         self.max_examples = examples
         self.rows = 0
+        self.outside = 0  # valid rows left out by since/until
         self.extended = 0  # rows that carried orchex's extra columns (fallback, reason, policy)
         # (category, model, primary, gpu) -> rows
         self.selections: Counter[SelectionKey] = Counter()
@@ -107,6 +108,9 @@ class Tally:
     def add_text(self, text: str, src: Source, final: bool = False) -> None:
         """Count the rows in `text`: whole lines, plus, when `final`, a last line without its newline."""
         if not text:
+            return
+        if text.isspace():  # blank lines only (a gzip bomb is 500 MB of them): skip at C speed
+            src.line += text.count("\n")
             return
         if "\r" in text:
             text = text.replace("\r\n", "\n")
@@ -150,6 +154,7 @@ class Tally:
             lo, hi = self.since or "", self.until or "\uffff"
             keep = [lo <= t < hi for t in ts]
             if not all(keep):
+                self.outside += len(keep) - sum(keep)
                 cols = [[v for v, k in zip(col, keep) if k] for col in cols]
                 fb = [v for v, k in zip(fb, keep) if k] if fb is not None else None
         if cols[0] and not self._fold(cols, fb, check_values=True):
@@ -186,6 +191,7 @@ class Tally:
                 self.reject("truncated" if truncated else reason, src, number_)
                 continue
             if not lo <= fields[0] < hi:
+                self.outside += 1
                 continue
             valid.append(fields[:8])
             fallback.append(fields[src.fallback] if len(fields) > src.fallback else None)
@@ -278,6 +284,7 @@ class Tally:
             for key, v in getattr(other, name).items():
                 mine[key] += v
         self.rows += other.rows
+        self.outside += other.outside
         self.extended += other.extended
         room = self.max_examples - len(self.examples)
         self.examples += [(f, line + line_offset, r) for f, line, r in other.examples[:max(room, 0)]]
