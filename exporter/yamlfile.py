@@ -24,7 +24,8 @@ def load(path: str) -> tuple[Any, Lines]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UsageError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return loads(text, path)
 
 

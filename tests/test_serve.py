@@ -312,3 +312,18 @@ def test_sighup_turns_tls_and_auth_on_together_and_serves_a_renewed_certificate(
     after = served_fingerprint()
     assert before != after
     assert after == hashlib.sha256(ssl.PEM_cert_to_DER_cert(crt.read_text())).hexdigest()
+
+
+def test_a_selection_log_that_is_a_fifo_or_matches_nothing_is_said_not_hung_on(serve, tmp_path):
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    s = serve("--gpu-backend=simulated", f"--selection-log={fifo}", "--selection-log=/dev/zero",
+              f"--selection-log={tmp_path}/nothing-*.csv")
+    v = series(s.get()[2])
+    for pattern in (str(fifo), "/dev/zero", f"{tmp_path}/nothing-*.csv"):
+        assert v[("orchex_router_selection_log_files", (("pattern", pattern),))] == 0
+    (tmp_path / "nothing-1.csv").write_text("")
+    assert series(s.get()[2])[("orchex_router_selection_log_files", (("pattern", f"{tmp_path}/nothing-*.csv"),))] == 1
+    _, err = s.stop()
+    assert "/dev/zero: not a regular file; not followed" in err and "fifo.csv: not a regular file" in err
+    assert f"'{tmp_path}/nothing-*.csv' matches no file" in err and "now matches 1 file(s)" in err

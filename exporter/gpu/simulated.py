@@ -21,7 +21,7 @@ DEFAULT_FLEET = os.path.join(os.path.dirname(__file__), "default_fleet.yaml")
 
 def _number(lo: float, hi: float) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi  # false for NaN
         return None if ok else f"must be a number from {lo:,g} to {hi:,.0f}"
     return check
 

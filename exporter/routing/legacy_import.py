@@ -6,35 +6,100 @@ benchmark values that are not numbers, and free-text fields the selector never r
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from exporter.common.memory import format_size, parse_variants
 from exporter.errors import UsageError
+from exporter.inputfile import read_regular
+
+MAX_JSON_BYTES = 16 << 20
 
 
 def _read_json(path: str) -> Any:
+    data = read_regular(path, MAX_JSON_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+        return json.loads(data)
     except json.JSONDecodeError as e:
         raise UsageError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: invalid JSON: nested too deeply") from None
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+def _size(v: Any) -> bool:
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+
+
+# The shape of what convert() reads, key by key; anything else in the files is ignored.
+MODEL_SHAPE: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "hf_repo": (_text, "a string"), "description": (_text, "a string"), "gpu_memory": (_size, "a size"),
+    "orchestration_categories": (_names, "a list of names"), "agent_types": (_names, "a list of names"),
+    "specifications": (lambda v: isinstance(v, dict), "an object"),
+    "benchmarks": (lambda v: isinstance(v, dict), "an object"),
+}
+CATEGORY_SHAPE: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (_text, "a string"), "description": (_text, "a string"), "models": (_names, "a list of names"),
+    "agent_types": (_names, "a list of names"),
+    "benchmarks": (lambda v: isinstance(v, list) and all(
+        isinstance(b, str) or isinstance(b, dict) and isinstance(b.get("name"), str) for b in v),
+        "a list of names or objects with a name"),
+}
+
+
+def _check_shape(path: str, where: str, item: Any, shape: dict[str, tuple[Callable[[Any], bool], str]],
+                 required: tuple[str, ...] = ()) -> None:
+    if not isinstance(item, dict):
+        raise UsageError(f"{path}: {where}: must be an object")
+    for key in required:
+        if key not in item:
+            raise UsageError(f"{path}: {where}: has no {key!r}")
+    for key, (ok, what) in shape.items():
+        if key in item and item[key] is not None and not ok(item[key]):
+            raise UsageError(f"{path}: {where}.{key}: must be {what}")
+
+
+def _check_files(registry_path: str, reg: Any, categories_path: str, cats: Any) -> None:
+    """Every part convert() reads has the type it needs, or one line names the file and the part."""
+    if not isinstance(reg, dict) or not isinstance(reg.get("models"), list):
+        raise UsageError(f"{registry_path}:1: expected an object with a 'models' list")
+    for i, m in enumerate(reg["models"]):
+        _check_shape(registry_path, f"models[{i}]", m, MODEL_SHAPE, required=("name",))
+    raw = cats.get("categories") if isinstance(cats, dict) else None
+    if not isinstance(raw, (dict, list)):
+        raise UsageError(f"{categories_path}:1: expected an object with 'categories'")
+    for cid, c in raw.items() if isinstance(raw, dict) else enumerate(raw):
+        _check_shape(categories_path, f"categories[{cid!r}]", c, CATEGORY_SHAPE)
+        if isinstance(raw, list) and not isinstance(c.get("id") or c.get("name"), str):
+            raise UsageError(f"{categories_path}: categories[{cid}]: has no 'id' or 'name'")
+    rules = cats.get("routing_rules")
+    if rules is not None:
+        _check_shape(categories_path, "routing_rules", rules, {
+            "default_category": (_text, "a string"), "fallback_model": (_text, "a string"),
+            "gpu_constraints": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                                "an object of objects")})
 
 
 def convert(registry_path: str, categories_path: str) -> tuple[dict[str, Any], list[str]]:
     """(registry dict ready for YAML, notes): notes say what was dropped or added."""
     reg, cats = _read_json(registry_path), _read_json(categories_path)
+    _check_files(registry_path, reg, categories_path, cats)
     notes: list[str] = []
-    if not isinstance(reg, dict) or not isinstance(reg.get("models"), list):
-        raise UsageError(f"{registry_path}:1: expected an object with a 'models' list")
-    raw_cats = cats.get("categories") if isinstance(cats, dict) else None
+    raw_cats = cats["categories"]
     if isinstance(raw_cats, list):  # the pre-migration, array-shaped file
-        raw_cats = {c.get("id") or c.get("name"): c for c in raw_cats if isinstance(c, dict)}
-    if not isinstance(raw_cats, dict):
-        raise UsageError(f"{categories_path}:1: expected an object with 'categories'")
+        raw_cats = {c.get("id") or c.get("name"): c for c in raw_cats}
 
     models = [_model(m, notes) for m in reg["models"]]
     categories = _categories(raw_cats, models, notes)
@@ -71,7 +136,7 @@ def _model(m: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if ctx is not None:
         try:
             out["context_length"] = int(ctx)
-        except ValueError:
+        except (ValueError, TypeError, OverflowError):
             notes.append(f"model {name}: context_length {ctx!r} is not a number; dropped")
     scores = {}
     for bench, value in (m.get("benchmarks") or {}).items():

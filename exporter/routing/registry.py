@@ -18,6 +18,8 @@ Lines = dict[tuple[Any, ...], int]  # key path -> line, from exporter.yamlfile
 Bad = Callable[[tuple[Any, ...], str], None]  # report a problem at a key path
 MAX_NAME = 200
 NAME_RULE = f"text of 1 to {MAX_NAME} printable characters"
+MAX_TEXT = 2000
+TEXT_RULE = f"one line of at most {MAX_TEXT} printable characters"
 MAX_CONTEXT = 100_000_000  # tokens
 MAX_BENCHMARK = 1_000_000.0  # benchmark scores and weights: finite and not negative
 AGENT_TYPES = ("inference", "tool", "orchestrator")
@@ -254,6 +256,10 @@ def _name_ok(v: Any) -> TypeGuard[str]:
     return isinstance(v, str) and 0 < len(v) <= MAX_NAME and v.isprintable()
 
 
+def _text_ok(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_TEXT and v.isprintable()
+
+
 def _strings(value: Any, at: tuple[Any, ...], what: str, bad: Bad) -> list[str]:
     if value is None:
         return []
@@ -295,15 +301,15 @@ def _model(m: Any, at: tuple[Any, ...], bad: Bad) -> Model | None:
     elif ctx is not None and ctx > MAX_CONTEXT:
         bad(at + ("context_length",), f"model {name!r}: context_length must be at most {MAX_CONTEXT:,} tokens")
         ctx = None
-    benchmarks = m.get("benchmarks") or {}
+    benchmarks = m.get("benchmarks", {})
     if not isinstance(benchmarks, dict) or not all(isinstance(k, str) and k for k in benchmarks) or not all(
             _finite(v) and 0 <= v <= MAX_BENCHMARK for v in benchmarks.values()):
         bad(at + ("benchmarks",), f"model {name!r}: benchmarks must map a benchmark name to a score "
             f"from 0 to {MAX_BENCHMARK:g}")
         benchmarks = {}
     for key in ("hf_repo", "description"):
-        if m.get(key) is not None and not isinstance(m.get(key), str):
-            bad(at + (key,), f"model {name!r}: {key} must be text")
+        if key in m and not _text_ok(m[key]):
+            bad(at + (key,), f"model {name!r}: {key} must be {TEXT_RULE}")
     cats = _strings(m.get("categories"), at + ("categories",), "categories", bad)
     return Model(name, str(m.get("hf_repo") or ""), variants, tuple(cats), frozenset(agents), ctx,
                  {str(k): float(v) for k, v in benchmarks.items()}, str(m.get("description") or ""))
@@ -323,7 +329,10 @@ def _category(cid: str, c: Any, at: tuple[Any, ...], bad: Bad) -> Category | Non
     for j, a in enumerate(agents):
         if a not in AGENT_TYPES:
             bad(at + ("agent_types", j), f"category {cid!r}: unknown agent type {a!r}")
-    weights = c.get("benchmarks") or {}
+    for key in ("name", "description"):
+        if key in c and not (_name_ok(c[key]) if key == "name" else _text_ok(c[key])):
+            bad(at + (key,), f"category {cid!r}: {key} must be {NAME_RULE if key == 'name' else TEXT_RULE}")
+    weights = c.get("benchmarks", {})
     if isinstance(weights, list) and all(isinstance(b, str) and b for b in weights):
         weights = {b: 1.0 for b in weights}  # a plain list of names weighs each benchmark 1
     if not isinstance(weights, dict) or not all(isinstance(k, str) and k for k in weights) or not all(
