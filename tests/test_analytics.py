@@ -20,7 +20,7 @@ def report(*args, env=None):
 
 def test_legacy_sample_figures():
     r = report(SAMPLE)
-    assert r["schema"] == "orchex.analytics/1" and r["total_requests"] == 2
+    assert r["schema"] == "orchex.analytics/2" and r["total_requests"] == 2
     e = r["effectiveness"]
     assert (e["secondary_selections"], e["mean_secondary_confidence"], e["mean_duration_ms"]) == (1, 0.70, 11.0)
     assert e["unique_models"] == 1 and e["multi_category_models"] == 1 and e["secondary_share"] == 0.5
@@ -160,7 +160,7 @@ def test_json_schema_is_stable():
 
     log = os.path.join(ROOT, "tests", "fixtures", "analytics_extended.csv")
     got = shape(report(log))
-    golden = json.load(open(os.path.join(ROOT, "tests", "fixtures", "analytics_schema_v1.json")))
+    golden = json.load(open(os.path.join(ROOT, "tests", "fixtures", "analytics_schema_v2.json")))
     assert got == golden
 
 
@@ -285,3 +285,33 @@ def test_absurd_values_are_rejected_by_reason_in_analytics_too(tmp_path, cli):
     report = json.loads(res.stdout)
     assert report["total_requests"] == 1 and report["rejected"]["by_reason"] == {"score": 2, "duration": 1}
     assert report["categories"][0]["mean_score"] == 60.0
+
+
+@pytest.mark.parametrize("kind", ["few distinct durations", "nearly all distinct"])
+def test_report_percentiles_are_within_the_stated_error_of_exact_ones(tmp_path, kind):
+    """Exact while the distinct durations fit; sketched past that, within the relative error the
+    report states. Both against percentiles computed here from every duration."""
+    import random
+
+    from exporter.common.quantile import nearest_rank_sorted
+
+    rng = random.Random(5)
+    log = tmp_path / "sel.csv"
+    durations = {}
+    with open(log, "w") as f:
+        f.write(HEADER_LINE + "\n")
+        for i in range(40_000):
+            cat = rng.choice(("code", "math", "reasoning"))
+            ms = rng.choice((0.004, 0.011, 1.0, 12.0)) if kind.startswith("few") else rng.uniform(0, 2000)
+            ms = float(f"{ms:.3f}")
+            durations.setdefault(cat, []).append(ms)
+            f.write(f"2026-01-23 09:{i // 60 % 60:02d}:{i % 60:02d},{cat},phi,true,0.9,50.00,0,{ms:.3f}\n")
+    r = report(str(log))
+    method, error = r["duration_percentiles"]["method"], r["duration_percentiles"]["relative_error"]
+    assert (method, error) == (("exact", 0.0) if kind.startswith("few") else ("sketch", 0.01))
+    every = sorted(d for ds in durations.values() for d in ds)
+    rows = [(r["effectiveness"], every)] + [(c, sorted(durations[c["category"]])) for c in r["categories"]]
+    for got, values in rows:
+        for q in (50, 95, 99):
+            exact = nearest_rank_sorted(values, q / 100)
+            assert abs(got[f"duration_ms_p{q}"] - exact) <= error * exact + 1e-9, (q, got, exact)

@@ -16,6 +16,13 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     return out
 
 
+def _accuracy(r: dict[str, Any]) -> str:
+    d = r["duration_percentiles"]
+    if d["method"] == "exact":
+        return "percentiles exact"
+    return f"percentiles within {d['relative_error']:.0%}: too many distinct durations to keep them all"
+
+
 def markdown(r: dict[str, Any]) -> str:
     e = r["effectiveness"]
     out = ["# Multi-Category Routing Analytics Report", "",
@@ -29,7 +36,8 @@ def markdown(r: dict[str, Any]) -> str:
            f"- **Secondary category selections:** {e['secondary_selections']} ({e['secondary_share']:.1%})",
            f"- **Mean secondary confidence:** {e['mean_secondary_confidence']:.2f}",
            f"- **Mean selection duration:** {e['mean_duration_ms']:.3f} ms "
-           f"(p50 {_f(e['duration_ms_p50'], 3)}, p95 {_f(e['duration_ms_p95'], 3)}, p99 {_f(e['duration_ms_p99'], 3)})"]
+           f"(p50 {_f(e['duration_ms_p50'], 3)}, p95 {_f(e['duration_ms_p95'], 3)}, p99 {_f(e['duration_ms_p99'], 3)}; "
+           f"{_accuracy(r)})"]
     if "fallbacks" in e:
         out.append(f"- **Fallback selections:** {e['fallbacks']}")
     if r["rejected"]["total"]:

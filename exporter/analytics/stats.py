@@ -3,15 +3,23 @@
 Legacy thresholds: a secondary-category share above 30 % is good multi-category utilisation; a mean
 secondary confidence below 0.75 is low confidence."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from exporter.common.quantile import nearest_rank
+from exporter.common.quantile import RELATIVE_ERROR, nearest_rank, sketch_quantile
 from exporter.selectionlog.tally import Tally
 
-SCHEMA = "orchex.analytics/1"
+SCHEMA = "orchex.analytics/2"  # /2 added duration_percentiles
 SECONDARY_SHARE_GOOD = 0.30
 SECONDARY_CONFIDENCE_LOW = 0.75
+
+
+def _duration_quantile(t: Tally) -> Callable[[dict[float, int], float], float | None]:
+    """Nearest rank over exact durations, or over sketch buckets (each within RELATIVE_ERROR of the
+    durations it counts) once the log held more distinct durations than are kept exactly."""
+    if t.sketch is None:
+        return nearest_rank
+    return lambda buckets, q: sketch_quantile(buckets, q)  # type: ignore[arg-type]
 
 
 def _by_requests(items: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -45,8 +53,9 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
         if not primary:
             secondary_conf += s
     secondary = sum(k for (_, _, p, _), k in t.selections.items() if not p)
+    quantile = _duration_quantile(t)
     durations: dict[str, dict[float, int]] = {}
-    for (c, ms), k in t.durations.items():
+    for (c, ms), k in (t.sketch or t.durations).items():
         durations.setdefault(c, {})[ms] = k
     per_category = []
     for c, v in _by_requests(cats.items()):
@@ -55,8 +64,8 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
                "mean_score": score_by_cat.get(c, 0.0) / v["requests"],
                "mean_confidence": conf_by_cat.get(c, 0.0) / v["requests"],
                "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"],
-               "duration_ms_p50": nearest_rank(d, 0.50), "duration_ms_p95": nearest_rank(d, 0.95),
-               "duration_ms_p99": nearest_rank(d, 0.99)}
+               "duration_ms_p50": quantile(d, 0.50), "duration_ms_p95": quantile(d, 0.95),
+               "duration_ms_p99": quantile(d, 0.99)}
         if t.extended:
             row["fallbacks"] = sum(k for (fc, _), k in t.fallbacks.items() if fc == c)
         per_category.append(row)
@@ -76,8 +85,8 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
         "secondary_selections": secondary, "secondary_share": share,
         "mean_secondary_confidence": mean_secondary_conf,
         "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0,
-        "duration_ms_p50": nearest_rank(all_durations, 0.5), "duration_ms_p95": nearest_rank(all_durations, 0.95),
-        "duration_ms_p99": nearest_rank(all_durations, 0.99),
+        "duration_ms_p50": quantile(all_durations, 0.5), "duration_ms_p95": quantile(all_durations, 0.95),
+        "duration_ms_p99": quantile(all_durations, 0.99),
         "gpus": [{"gpu": g or "none", "selections": k, "share": k / n}
                  for g, k in sorted(gpus.items(), key=lambda kv: (-kv[1], kv[0]))],
     }
@@ -94,6 +103,8 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
                                 f"(below {SECONDARY_CONFIDENCE_LOW}); review the models' category assignments."})
     return {
         "schema": SCHEMA, "generated": generated, "files": files, "total_requests": n,
+        "duration_percentiles": {"method": "sketch" if t.sketch is not None else "exact",
+                                 "relative_error": RELATIVE_ERROR if t.sketch is not None else 0.0},
         "time_range": {"first": t.first, "last": t.last},
         "effectiveness": effectiveness, "categories": per_category, "models": per_model,
         "multi_category_models": multi, "recommendations": recommendations,
