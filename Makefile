@@ -11,12 +11,16 @@ SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc openssl
 
 .PHONY: install run test lint perf bench bench-push system-deps docs dashboards clean
 
+# The installer's chatter goes to a log, shown only when the install fails: `make run` should show
+# orchex's own lines, not pip's.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
-	$(BIN)/python -m compileall -q exporter
-	touch $@
+	@echo "installing orchex into $(VENV) (log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && \
+	   $(BIN)/pip install -e '.[dev]' && \
+	   $(BIN)/python -m compileall -q exporter; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@touch $@
 
 install: $(STAMP)
 
@@ -48,7 +52,7 @@ lint: install
 # Byte-compiled first, as a wheel install would be: an editable install is not, and with
 # PYTHONDONTWRITEBYTECODE set every start would compile the package again.
 perf: install system-deps
-	$(BIN)/pip install -q -e '.[perf]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[perf]'
 	$(BIN)/python -m compileall -q exporter perf
 	$(BIN)/python -m perf
 

@@ -3,6 +3,7 @@
 A reload loads and checks everything first (config file, registry, web config, fleet) and applies it
 only when all of it is valid; otherwise the running configuration stays and the log says why."""
 
+import ctypes
 import logging
 import signal
 import threading
@@ -52,9 +53,22 @@ def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str
     return True
 
 
+PR_SET_NAME = 15
+
+
+def name_process(name: str = "orchex") -> None:
+    """Name the process as the kernel shows it (/proc/PID/comm), so that `pidof orchex` and
+    `pkill -HUP -x orchex` find the daemon: otherwise it is `python3`, like every other script."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_NAME, name.encode(), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
 def run(server: Server, app: App, load: Callable[[], Settings],
         make_collector: Callable[[str, Settings], Collector], log: logging.Logger) -> None:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns after a clean shutdown."""
+    name_process()
     stop, reloading = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

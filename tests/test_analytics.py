@@ -31,7 +31,9 @@ def test_legacy_sample_figures():
             code["mean_duration_ms"], code["duration_ms_p99"]) == (1, 1, 85.5, 0.95, 12.0, 12.0)
     assert r["models"] == [{"model": "google-gemma-3-270m-it", "requests": 2, "categories_served": 2,
                             "categories": ["code", "math"], "mean_score": 75.35, "primary": 1, "secondary": 1}]
-    assert [x["id"] for x in r["recommendations"]] == ["good_multi_category_utilization", "low_secondary_confidence"]
+    # 50 % secondary use at mean confidence 0.70: one finding, not "good" beside "low confidence".
+    assert [x["id"] for x in r["recommendations"]] == ["low_secondary_confidence"]
+    assert "50.0% of selections use a model's secondary category" in r["recommendations"][0]["text"]
     assert r["time_range"] == {"first": "2026-01-23 08:00:00", "last": "2026-01-23 08:00:01"}
 
 

@@ -327,3 +327,9 @@ def test_a_selection_log_that_is_a_fifo_or_matches_nothing_is_said_not_hung_on(s
     _, err = s.stop()
     assert "/dev/zero: not a regular file; not followed" in err and "fifo.csv: not a regular file" in err
     assert f"'{tmp_path}/nothing-*.csv' matches no file" in err and "now matches 1 file(s)" in err
+
+
+def test_the_daemon_names_itself_so_pkill_and_pidof_find_it(serve):
+    s = serve("--gpu-backend=simulated")
+    with open(f"/proc/{s.proc.pid}/comm") as f:
+        assert f.read().strip() == "orchex"  # what `pkill -x orchex` and `pgrep -x orchex` match

@@ -2,6 +2,7 @@
 summary."""
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -75,15 +76,30 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def text(r: dict[str, Any]) -> str:
-    """Markdown without its markup, for a terminal or a mail."""
-    out = []
-    for line in markdown(r).splitlines():
-        if line.startswith("|---"):
-            continue
+    """Markdown without its markup, for a terminal or a mail; tables in aligned columns (numbers to
+    the right)."""
+    out: list[str] = []
+    table: list[list[str]] = []
+    for line in markdown(r).splitlines() + [""]:
         if line.startswith("|"):
-            line = "  " + "  ".join(c.strip() for c in line.strip("|").split("|"))
+            if not line.startswith("|---"):
+                table.append([c.strip() for c in line.strip("|").split("|")])
+            continue
+        if table:
+            out += _aligned(table)
+            table = []
         out.append(line.replace("**", "").lstrip("#").strip() if line.startswith("#") else line.replace("**", ""))
-    return "\n".join(out) + "\n"
+    return "\n".join(out[:-1]) + "\n"
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    numeric = [all(_NUMBER.fullmatch(row[i]) for row in rows[1:]) for i in range(len(widths))]
+    return ["  " + "  ".join(cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric))
+            .rstrip() for row in rows]
+
+
+_NUMBER = re.compile(r"-?[\d.,]+%?|-")
 
 
 def as_json(r: dict[str, Any]) -> str:

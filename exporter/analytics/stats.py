@@ -93,14 +93,20 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
     if t.extended:
         effectiveness["fallbacks"] = sum(t.fallbacks.values())
     recommendations = []
-    if share > SECONDARY_SHARE_GOOD:
+    low_confidence = secondary and mean_secondary_conf < SECONDARY_CONFIDENCE_LOW
+    if low_confidence:
+        # Much secondary use is only good when it is confident: one finding, not "good" beside "low".
+        usage = (f"{share:.1%} of selections use a model's secondary category (above "
+                 f"{SECONDARY_SHARE_GOOD:.0%}), but " if share > SECONDARY_SHARE_GOOD else "")
+        recommendations.append({"id": "low_secondary_confidence", "text":
+                                f"Low confidence in secondary selections: {usage}their mean confidence is "
+                                f"{mean_secondary_conf:.2f} (below {SECONDARY_CONFIDENCE_LOW}); review the models' "
+                                "category assignments."})
+    elif share > SECONDARY_SHARE_GOOD:
         recommendations.append({"id": "good_multi_category_utilization", "text":
                                 f"Good multi-category utilization: {share:.1%} of selections use a model's "
-                                f"secondary category (above {SECONDARY_SHARE_GOOD:.0%})."})
-    if secondary and mean_secondary_conf < SECONDARY_CONFIDENCE_LOW:
-        recommendations.append({"id": "low_secondary_confidence", "text":
-                                f"Low confidence in secondary selections: mean {mean_secondary_conf:.2f} "
-                                f"(below {SECONDARY_CONFIDENCE_LOW}); review the models' category assignments."})
+                                f"secondary category (above {SECONDARY_SHARE_GOOD:.0%}) with mean confidence "
+                                f"{mean_secondary_conf:.2f}."})
     return {
         "schema": SCHEMA, "generated": generated, "files": files, "total_requests": n,
         "duration_percentiles": {"method": "sketch" if t.sketch is not None else "exact",

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int | None:
     gpus, read_at = None, 0.0
     period = 1.0 / args.rate
     next_at = time.monotonic()
+    tty, shown_at = sys.stderr.isatty(), 0.0  # progress on a terminal, four times a second
     try:
         with SelectionLog(args.log, extra=True) as log:
             for cat, constraints in requests(reg, rng):
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> int | None:
                 else:
                     log.write(sel, time.time(), time.perf_counter() - started)
                     made += 1
+                if tty and time.monotonic() >= shown_at + 0.25:
+                    shown_at = time.monotonic()
+                    of = f"/{args.count}" if args.count else ""
+                    sys.stderr.write(f"\rorchex demo: {made + failed}{of} selections, {failed} without a model ")
+                    sys.stderr.flush()
                 next_at += period
                 delay = next_at - time.monotonic()
                 if delay > 0:
@@ -89,6 +95,8 @@ def run(args: argparse.Namespace) -> int | None:
         pass
     finally:
         backend.close()
+        if tty:
+            sys.stderr.write("\n")
     print(f"orchex demo: {made} selections written to {args.log}, {failed} without a suitable model",
           file=sys.stderr)
     return 0

@@ -22,11 +22,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> None:
+    from exporter.errors import ProblemList, UsageError
     from exporter.routing import legacy_import, registry
 
     data, notes = legacy_import.convert(args.models, args.categories)
     text = legacy_import.dump(data)
-    reg = registry.loads(text, args.output or "<stdout>")  # never write a registry that fails to load
+    try:  # never write a registry that fails to load; name the files the user gave, not the output
+        reg = registry.loads(text, args.output or "<stdout>")
+    except ProblemList as e:
+        raise UsageError("\n".join(f"{args.models}, {args.categories}: converted registry: {msg}"
+                                    for _, msg in e.problems)) from None
     for note in notes:
         print(f"orchex: note: {note}", file=sys.stderr)
     if args.output:
