@@ -1,12 +1,17 @@
 import json
+import os
 import random
 import textwrap
 import urllib.request
 
 import pytest
 
+from conftest import LEGACY
 from exporter.bench.run import run
 from exporter.routing import registry, selector
+
+MODELS = os.path.join(LEGACY, "MODEL_REGISTRY.json")
+CATEGORIES = os.path.join(LEGACY, "task_categories.json")
 
 
 def test_default_registry_passes_with_every_statistic(cli, tmp_path):
@@ -27,13 +32,17 @@ def test_default_registry_passes_with_every_statistic(cli, tmp_path):
     assert combos["Translation (tool)"]["model"] == "HY-MT1.5-7B"
     gpu_aware = [c for c in report["combinations"] if c["name"].startswith("GPU-aware")]
     assert gpu_aware and all(c["gpu"] not in (2, 5) for c in gpu_aware)  # never the hot or the full GPU
-    assert report["coverage"]["math"] == {"listed": 0, "present": 0, "ratio": None, "uncovered": True}
+    # The packaged registry covers every category (the legacy data left seven uncovered).
+    assert not any(c["uncovered"] for c in report["coverage"].values())
+    assert report["coverage"]["math"] == {"listed": 2, "present": 2, "ratio": 1.0, "uncovered": False, "missing": []}
     assert report["coverage"]["code"]["ratio"] == 1.0
     assert set(report["scaling"]) == {"7", "100", "1000"}
 
 
-def test_legacy_positional_form_and_text(cli):
-    res = cli("bench", "50", "--policy", "legacy")
+def test_legacy_positional_form_and_text(cli, tmp_path):
+    legacy = tmp_path / "legacy.yaml"  # the legacy data alone, which lists no model for math
+    assert cli("registry", "import-legacy", MODELS, CATEGORIES, "-o", str(legacy)).returncode == 0
+    res = cli("bench", "50", "--policy", "legacy", "--registry", str(legacy))
     assert res.returncode == 0
     assert "Selection time per category (ms)" in res.stdout and "p99" in res.stdout
     assert "math             uncovered (lists no models)" in res.stdout

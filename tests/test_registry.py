@@ -18,9 +18,15 @@ def write(tmp_path, text):
     return str(p)
 
 
-def test_default_registry_is_the_legacy_data(default_registry):
+LEGACY_SEVEN = ("google-gemma-3-270m-it", "LFM2.5-1.2B-Instruct-GGUF", "HY-MT1.5-7B", "microsoft-phi-2",
+                "deepseek-coder-33b-instruct-q4_k_m", "Llama-3.3-70B-Instruct-Q4_K_M", "translategemma-27b-it-GGUF")
+
+
+def test_default_registry_keeps_the_legacy_data_and_covers_every_category(default_registry):
     r = default_registry
-    assert len(r.models) == 7
+    assert list(r.models)[:7] == list(LEGACY_SEVEN) and len(r.models) > 7
+    assert all(r.candidates[c] for c in r.categories)  # every category lists a model
+    assert all(m.benchmarks for name, m in r.models.items() if name not in LEGACY_SEVEN + ("chronos-bolt-small",))
     assert set(r.categories) >= {"math", "code", "reasoning", "summarization", "time_series", "relational",
                                  "graph", "vector_search", "ocr_extraction"}
     assert r.default_category == "code" and r.fallback_model == "google-gemma-3-270m-it"
@@ -39,8 +45,9 @@ def test_import_legacy_matches_the_packaged_default(tmp_path, cli, default_regis
     assert res.returncode == 0, res.stderr
     assert "translation" in res.stderr and "flores200_avg" in res.stderr  # what was added and dropped
     imported = registry.load(str(out))
-    assert imported.models == default_registry.models
-    assert imported.categories == default_registry.categories
+    # The legacy models are packaged with their legacy data; the package adds models beside them.
+    assert {n: default_registry.models[n] for n in imported.models} == imported.models
+    assert set(imported.categories) == set(default_registry.categories)
     assert imported.gpu_classes == default_registry.gpu_classes
 
 
@@ -98,7 +105,7 @@ def test_validate_reports_every_problem_with_its_line(tmp_path, cli):
 
 def test_validate_ok(cli):
     res = cli("registry", "validate", registry.DEFAULT_PATH)
-    assert res.returncode == 0 and "OK (7 models" in res.stdout
+    assert res.returncode == 0 and "OK (12 models" in res.stdout
 
 
 def test_invalid_yaml_is_one_line(tmp_path, cli):

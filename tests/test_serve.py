@@ -216,7 +216,8 @@ def test_demo_feeds_the_exporter(serve, tmp_path, cli):
     total = sum(n for k, n in v.items() if k[0] == "orchex_router_selections_total")
     written = len(log.read_text().splitlines()) - 1
     assert total == written > 250
-    assert sum(n for k, n in v.items() if k[0] == "orchex_router_fallbacks_total") > 0
+    # The packaged registry covers every category: the demo looks like real traffic, not fallbacks.
+    assert sum(n for k, n in v.items() if k[0] == "orchex_router_fallbacks_total") < 0.1 * total
     assert sum(n for k, n in v.items() if k[0] == "orchex_router_selection_log_parse_errors_total") == 0
     assert os.path.getsize(log) > 0
 
