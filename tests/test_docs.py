@@ -29,3 +29,20 @@ def test_example_config_and_deploy_files_load():
     unit = open(os.path.join(ROOT, "deploy", "systemd", "orchex.service")).read()
     assert "ExecStart=/usr/local/bin/orchex serve --config=/etc/orchex/orchex.yml" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+
+
+def test_systemd_unit_is_hardened_and_a_bad_config_does_not_loop():
+    import re
+    import shutil
+
+    unit = os.path.join(ROOT, "deploy", "systemd", "orchex.service")
+    text = open(unit).read()
+    assert "RestartPreventExitStatus=2" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text
+    if shutil.which("systemd-analyze") is None:
+        import pytest
+
+        pytest.skip("systemd-analyze is not installed on this machine")  # the Debian image CI uses has it
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", unit], capture_output=True,
+                         text=True).stdout
+    score = float(re.search(r"Overall exposure level for orchex.service: ([\d.]+)", out).group(1))
+    assert score <= 2.0, out[-2000:]
