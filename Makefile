@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps docs dashboards clean
+.PHONY: install run test lint perf bench bench-push system-deps docs dashboards kubernetes clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -61,6 +61,9 @@ bench: install
 
 bench-push: install
 	$(BIN)/orchex bench --push $(PUSHGATEWAY_URL)
+
+kubernetes: install
+	$(BIN)/python tools/kubernetes_rules.py --write
 
 dashboards: install
 	$(BIN)/python grafana/generate.py

@@ -22,7 +22,8 @@ def test_example_config_and_deploy_files_load():
 
     settings = serveconfig.load({}, os.path.join(ROOT, "deploy", "orchex.yml"))
     assert settings["selection-log"] == ["/var/log/router/selection_metrics*.csv"]
-    kinds = [d["kind"] for d in yaml.safe_load_all(open(os.path.join(ROOT, "deploy", "kubernetes", "orchex.yaml")))]
+    kinds = [d["kind"] for d in yaml.safe_load_all(open(os.path.join(ROOT, "deploy", "kubernetes", "base",
+                                                                      "exporter.yaml")))]
     assert kinds == ["DaemonSet", "Service", "ServiceMonitor"]
     compose = yaml.safe_load(open(os.path.join(ROOT, "deploy", "compose.yaml")))
     assert {"orchex", "demo", "prometheus", "pushgateway", "grafana"} <= set(compose["services"])

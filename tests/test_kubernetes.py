@@ -1,0 +1,110 @@
+"""The Kubernetes base and overlay as `kubectl kustomize` renders them: objects valid against the
+Kubernetes schemas (kubernetes-validate, pinned), a pod that the "restricted" Pod Security profile
+admits, and a PrometheusRule equal to prometheus/rules/ (one source)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+KUBE = os.path.join(ROOT, "deploy", "kubernetes")
+KUBERNETES_VERSION = "1.32"  # the kubectl this machine has
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+
+
+def render(folder):
+    out = subprocess.run(["kubectl", "kustomize", os.path.join(KUBE, folder)], capture_output=True, text=True,
+                         check=True).stdout
+    return list(yaml.safe_load_all(out))
+
+
+def one(docs, kind):
+    (doc,) = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+def restricted_violations(pod_spec):
+    """What the "restricted" Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-
+    standards) refuses in a pod spec; empty when it admits the pod."""
+    out = []
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+    for v in pod_spec.get("volumes", []):
+        kinds = set(v) - {"name"}
+        if not kinds <= allowed_volumes:
+            out.append(f"volume {v['name']}: {sorted(kinds - allowed_volumes)}")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(key):
+            out.append(key)
+    pod_ctx = pod_spec.get("securityContext", {})
+    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
+        ctx = c.get("securityContext", {})
+        if ctx.get("privileged"):
+            out.append(f"{c['name']}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{c['name']}: allowPrivilegeEscalation must be false")
+        if not ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")):
+            out.append(f"{c['name']}: runAsNonRoot must be true")
+        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
+            out.append(f"{c['name']}: runAsUser 0")
+        seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{c['name']}: seccompProfile must be RuntimeDefault or Localhost")
+        caps = ctx.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            out.append(f"{c['name']}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            out.append(f"{c['name']}: adds capabilities")
+        if any("hostPort" in p for p in c.get("ports", [])):
+            out.append(f"{c['name']}: hostPort")
+    return out
+
+
+def test_base_renders_valid_objects_in_the_orchex_namespace():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    docs = render("base")
+    assert sorted(d["kind"] for d in docs) == ["DaemonSet", "Namespace", "PrometheusRule", "Service",
+                                               "ServiceMonitor"]
+    for d in docs:
+        if d["apiVersion"] != "monitoring.coreos.com/v1":
+            kubernetes_validate.validate(d, KUBERNETES_VERSION, strict=True)
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == "orchex"
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"] == one(docs, "Service")["metadata"]["labels"]
+    assert monitor["spec"]["endpoints"][0]["port"] == one(docs, "Service")["spec"]["ports"][0]["name"]
+    assert one(docs, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_daemonset_passes_the_restricted_profile_and_the_check_can_fail():
+    pod = one(render("base"), "DaemonSet")["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    # The overlay's host path is what "restricted" refuses, and why the overlay relabels it baseline.
+    overlay = render(os.path.join("overlays", "example"))
+    assert restricted_violations(one(overlay, "DaemonSet")["spec"]["template"]["spec"]) == [
+        "volume router-logs: ['hostPath']"]
+    assert one(overlay, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert restricted_violations({"containers": [{"name": "x"}]})  # an empty security context fails
+
+
+def test_the_prometheusrule_is_prometheus_rules():
+    rules = []
+    for name in sorted(os.listdir(os.path.join(ROOT, "prometheus", "rules"))):
+        rules += yaml.safe_load(open(os.path.join(ROOT, "prometheus", "rules", name)))["groups"]
+    assert one(render("base"), "PrometheusRule")["spec"]["groups"] == rules
+    generated = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "kubernetes_rules.py")],
+                               capture_output=True, text=True, check=True).stdout
+    assert generated == open(os.path.join(KUBE, "base", "prometheusrule.yaml")).read(), \
+        "deploy/kubernetes/base/prometheusrule.yaml is stale: run `make kubernetes`"
+
+
+def test_the_overlay_configures_the_cluster():
+    docs = render(os.path.join("overlays", "example"))
+    ds = one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    assert "--selection-log=/var/log/router/selection_metrics*.csv" in ds["args"]
+    assert all(d["metadata"]["labels"]["release"] == "prometheus" for d in docs)
