@@ -7,9 +7,9 @@ LISTEN ?= :9847
 SELECTION_LOG ?= logs/selection_metrics.csv
 PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway cc openssl
+SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps docs dashboards kubernetes clean
+.PHONY: install run test lint perf bench bench-push system-deps docs dashboards kubernetes lock clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -38,7 +38,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    --no-install-recommends prometheus prometheus-pushgateway gcc libc6-dev openssl >/dev/null; \
+	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager gcc libc6-dev openssl >/dev/null; \
 	fi
 
 # Lint first: a reviewer reads the types and the style before the behaviour.
@@ -61,6 +61,11 @@ bench: install
 
 bench-push: install
 	$(BIN)/orchex bench --push $(PUSHGATEWAY_URL)
+
+# The image's hash-pinned dependencies, from pyproject.toml.
+lock: install
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header -o deploy/requirements.lock pyproject.toml
 
 kubernetes: install
 	$(BIN)/python tools/kubernetes_rules.py --write
