@@ -101,10 +101,6 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"must be {said}, not {v!r}"
 
 
-def _string(v: Any) -> str | None:
-    return None if v is None or isinstance(v, str) else "must be a string"
-
-
 def _path(v: Any) -> str | None:
     # An empty path is refused rather than read as "none": `--web.config.file ''` must not
     # silently serve without the TLS and auth it was meant to name.
