@@ -165,6 +165,18 @@ def test_bad_web_config_refuses_to_start(cli, tmp_path):
     assert res.returncode == 2 and "'rate_limit' is not supported by orchex" in res.stderr
 
 
+def until_served(request, seconds):
+    """request()'s answer, asked again while the server is not (yet) answering, for `seconds`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            return request()
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def make_cert(folder, name, ca=None):
     key, crt = folder / f"{name}.key", folder / f"{name}.crt"
     cmd = ["openssl", "req", "-x509" if ca is None else "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
@@ -190,15 +202,7 @@ def test_tls_and_client_certificates(serve, tmp_path):
     s = serve("--gpu-backend=simulated", f"--web.config.file={web}", scheme="https", wait=False)
     ctx = ssl.create_default_context(cafile=str(server_crt))
     ctx.load_cert_chain(str(client_crt), str(client_key))
-    deadline = time.time() + 15
-    while True:
-        try:
-            code, _, body = s.get("/metrics", context=ctx)
-            break
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
+    code, _, body = until_served(lambda: s.get("/metrics", context=ctx), 15)
     assert code == 200 and b"orchex_nvml_up" in body
     no_client = ssl.create_default_context(cafile=str(server_crt))
     with pytest.raises(OSError):
@@ -286,16 +290,11 @@ def test_sighup_turns_tls_and_auth_on_together_and_serves_a_renewed_certificate(
     auth = {"Authorization": "Basic " + base64.b64encode(b"prom:s3cret").decode()}
     ctx = ssl.create_default_context(cafile=str(crt))
     https = urllib.request.Request(f"https://127.0.0.1:{s.port}/metrics", headers=auth)
-    deadline = time.time() + 5
-    while True:
-        try:
-            with urllib.request.urlopen(https, timeout=5, context=ctx) as r:
-                code, body = r.status, r.read()
-            break
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
+    def fetch():
+        with urllib.request.urlopen(https, timeout=5, context=ctx) as r:
+            return r.status, r.read()
+
+    code, body = until_served(fetch, 5)
     assert code == 200 and b"orchex_router" in body
     with pytest.raises(urllib.error.HTTPError) as no_auth:
         urllib.request.urlopen(https.full_url, timeout=5, context=ctx)
