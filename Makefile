@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps docs dashboards kubernetes lock clean
+.PHONY: install run test lint perf bench bench-push system-deps docs dashboards kubernetes lock fleet fleet-deps fleet-check clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -66,6 +66,18 @@ bench-push: install
 lock: install
 	$(BIN)/pip install -q pip-tools
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header -o deploy/requirements.lock pyproject.toml
+
+# A fleet on this machine: N exporters, Prometheus in agent mode, VictoriaMetrics (Debian's packages).
+HOSTS ?= 20
+fleet-deps: system-deps
+	@command -v victoria-metrics >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends victoria-metrics >/dev/null; }
+
+fleet: install fleet-deps
+	$(BIN)/python tools/fleet.py --hosts $(HOSTS)
+
+fleet-check: install fleet-deps
+	$(BIN)/python tools/fleet.py --hosts $(HOSTS) --check 75
 
 kubernetes: install
 	$(BIN)/python tools/kubernetes_rules.py --write

@@ -125,6 +125,7 @@ class SimulatedBackend:
         s.utilization = round(util, 2)
         s.memory_utilization = round(util * 0.6, 2)
         s.temperature = round(32 + 50 * util + g.get("extra_temperature", 0) + rng.uniform(-1, 1))
+        s.memory_temperature = s.temperature + 4  # HBM runs a few degrees above the die
         limit = float(g.get("power_limit", 300))
         idle = float(g.get("idle_power", limit / 10))
         s.power_limit = s.enforced_power_limit = limit
