@@ -51,7 +51,7 @@ lint: install
 
 # Byte-compiled first, as a wheel install would be: an editable install is not, and with
 # PYTHONDONTWRITEBYTECODE set every start would compile the package again.
-perf: install system-deps
+perf: install system-deps fleet-deps
 	$(BIN)/pip install -q -e '.[perf]'
 	$(BIN)/python -m compileall -q exporter perf
 	$(BIN)/python -m perf
