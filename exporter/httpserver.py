@@ -80,10 +80,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def parse_head(data: bytes, peer: str) -> Request:
     """A Request from the bytes of a request line and its headers (up to the blank line)."""
-    try:
-        text = data.decode("latin-1")
-    except UnicodeDecodeError:  # latin-1 decodes every byte; kept for the reader's peace of mind
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "undecodable request") from None
+    text = data.decode("latin-1")  # every byte decodes: HTTP/1.1 headers are octets
     line, _, rest = text.partition("\r\n") if "\r\n" in text else text.partition("\n")
     parts = line.split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):

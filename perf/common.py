@@ -41,3 +41,9 @@ def save(name, result):
 def verdict(value, target, lower_is_better=True):
     ok = value <= target if lower_is_better else value >= target
     return "PASS" if ok else "MISS"
+
+
+def rss_mb(pid):
+    """Resident memory of process `pid`, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024

@@ -9,15 +9,10 @@ import subprocess
 import sys
 import time
 
-from perf.common import ROOT, nearest_rank_sorted, save, verdict
+from perf.common import ROOT, nearest_rank_sorted, rss_mb, save, verdict
 from perf.gen_log import generate_distinct
 
 SLOW_CLIENTS = 500
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def threads(pid):

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from perf.common import ROOT, save, summary, verdict
+from perf.common import ROOT, rss_mb, save, summary, verdict
 
 CATEGORIES = [f"cat{i}" for i in range(10)]
 MODELS = [f"model-{i:02d}" for i in range(25)]
@@ -129,13 +129,6 @@ def under_load(port, scrapers=20, per=50):
     for t in threads:
         t.join()
     return results
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
 
 
 def ingest_rate(tmp):

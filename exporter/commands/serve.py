@@ -8,6 +8,7 @@ from typing import Any
 
 from exporter.collectors import Collector
 from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.logfmt import LEVELS
 from exporter.serveconfig import COLLECTORS, DEFAULTS, Settings
 
 
@@ -44,7 +45,7 @@ def add_parser(sub: Any) -> None:
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector.{name}", action=argparse.BooleanOptionalAction,
                        default=None, help=f"enable the {name} collector (default on)")
-    p.add_argument("--log.level", dest="log.level", choices=("debug", "info", "warn", "error"))
+    p.add_argument("--log.level", dest="log.level", choices=LEVELS)
     p.add_argument("--health.temperature-celsius", dest="health.temperature-celsius", type=float, metavar="C",
                    help="at or above: HOT (default 85)")
     p.add_argument("--health.utilization-ratio", dest="health.utilization-ratio", type=float, metavar="R",

@@ -58,6 +58,15 @@ def _floats(column: Sequence[str]) -> list[float]:
     return list(map(float, column))
 
 
+def _sketched(durations: Counter[tuple[str, float]]) -> Counter[tuple[str, int]]:
+    """Exact (category, ms) counts as (category, sketch bucket) counts."""
+    out: Counter[tuple[str, int]] = Counter()
+    keys = list(durations)
+    for (c, ms), index in zip(keys, sketch_indices(ms for _, ms in keys)):
+        out[(c, index)] += durations[(c, ms)]
+    return out
+
+
 def _add(into: Any, counts: Any) -> None:
     """into[k] += n for each k, n of counts (Counter.update with a mapping is a Python loop too)."""
     for key, n in counts.items():
@@ -298,8 +307,7 @@ class Tally:
     def _to_sketch(self) -> Counter[tuple[str, int]]:
         """Exact durations become sketch buckets, for good: memory stays bounded from here on."""
         sketch = self.sketch if self.sketch is not None else Counter()
-        for (c, ms), n in self.durations.items():
-            sketch[(c, next(sketch_indices((ms,))))] += n
+        _add(sketch, _sketched(self.durations))
         self.sketch = sketch
         self.durations = Counter()
         return sketch
@@ -326,8 +334,7 @@ class Tally:
         if self.sketch is not None or other.sketch is not None:
             sketch = self._to_sketch()
             _add(sketch, other.sketch or {})
-            for (c, ms), n in other.durations.items():
-                sketch[(c, next(sketch_indices((ms,))))] += n
+            _add(sketch, _sketched(other.durations))
         else:
             _add(self.durations, other.durations)
             if self.buckets is None and len(self.durations) > EXACT_LIMIT:
