@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps docs dashboards kubernetes lock fleet fleet-deps fleet-check clean
+.PHONY: install run test lint perf bench bench-push system-deps docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -46,7 +46,7 @@ test: lint system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check exporter tests perf tools
+	$(BIN)/ruff check exporter tests perf tools prometheus grafana
 	$(BIN)/mypy --check-untyped-defs exporter
 
 # Byte-compiled first, as a wheel install would be: an editable install is not, and with
@@ -78,6 +78,11 @@ fleet: install fleet-deps
 
 fleet-check: install fleet-deps
 	$(BIN)/python tools/fleet.py --hosts $(HOSTS) --check 75
+
+# The alert rules from exporter/policy.py, then the PrometheusRule that carries them.
+rules: install
+	$(BIN)/python prometheus/generate.py
+	$(BIN)/python tools/kubernetes_rules.py --write
 
 kubernetes: install
 	$(BIN)/python tools/kubernetes_rules.py --write

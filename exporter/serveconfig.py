@@ -13,6 +13,7 @@ from exporter.gpu.health import Thresholds
 from exporter.gpu.simulated import load_fleet
 from exporter.httpserver import parse_address
 from exporter.logfmt import LEVELS
+from exporter.policy import POLICY
 from exporter.routing import registry
 from exporter.routing.registry import Registry
 from exporter.webconfig import WebConfig
@@ -30,12 +31,12 @@ DEFAULTS: dict[str, Any] = {
     "routing.max-series": 10_000,
     "log.level": "info",
     **{f"collector.{name}": True for name in COLLECTORS},
-    # The health model's thresholds (exporter/gpu/health.py); defaults are the legacy monitor's.
-    "health.temperature-celsius": 85.0,
-    "health.utilization-ratio": 0.95,
-    "health.power-ratio": 0.95,
-    "health.xid-window-seconds": 600.0,
-    "health.critical-xids": [48, 79, 94, 95],
+    # The health model's thresholds (exporter/gpu/health.py), from the policy the alerts share.
+    "health.temperature-celsius": POLICY.temperature_celsius,
+    "health.utilization-ratio": POLICY.utilization_ratio,
+    "health.power-ratio": POLICY.power_ratio,
+    "health.xid-window-seconds": float(POLICY.xid_window_seconds),
+    "health.critical-xids": list(POLICY.critical_xids),
 }
 
 

@@ -34,24 +34,81 @@ def test_a_wrong_expectation_fails(tmp_path):
     """The unit tests can fail: the same test with one expectation changed does."""
     src = open(os.path.join(PROM, "tests", "orchex-alerts.test.yml")).read()
     bad = tmp_path / "bad.test.yml"
-    bad.write_text(src.replace("value: 0.75", "value: 0.5").replace("../rules/", os.path.join(PROM, "rules") + "/"))
+    assert "value: 0.6\n" in src
+    bad.write_text(src.replace("value: 0.6\n", "value: 0.7\n").replace("../rules/", os.path.join(PROM, "rules") + "/"))
     res = promtool("test", "rules", str(bad))
     assert res.returncode == 1 and "FAILED" in res.stdout + res.stderr
 
 
-def test_alert_conventions_and_every_alert_is_tested():
-    tested = set(re.findall(r"alertname: (\w+)", open(os.path.join(PROM, "tests", "orchex-alerts.test.yml")).read()))
+def generator():
+    from test_alert_mutants import GEN
+
+    return GEN
+
+
+def test_committed_alerts_are_what_the_generator_writes():
+    gen = generator()
+    assert open(gen.OUT).read() == gen.render(), "prometheus/rules/orchex-alerts.yml is stale: run `make rules`"
+
+
+def alert_cases():
+    """alertname -> the expected alert lists of its promtool cases."""
+    cases = {}
+    for test in sorted(glob.glob(os.path.join(PROM, "tests", "*.test.yml"))):
+        for group in yaml.safe_load(open(test))["tests"]:
+            for c in group.get("alert_rule_test", []):
+                cases.setdefault(c["alertname"], []).append(c.get("exp_alerts") or [])
+    return cases
+
+
+def runbook_sections():
+    """Runbook heading anchor -> the section's text (GitHub's anchors: lower case)."""
+    text = open(os.path.join(ROOT, "docs", "runbooks.md")).read()
+    parts = re.split(r"^## (\w+)\n", text, flags=re.M)
+    return {name.lower(): body for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_alert_conventions_cases_and_runbooks():
+    cases, runbooks = alert_cases(), runbook_sections()
+    alerts = set()
     for path in RULES:
         for group in yaml.safe_load(open(path))["groups"]:
             for rule in group["rules"]:
-                if "alert" in rule:
-                    assert rule["alert"].startswith("Orchex"), rule["alert"]
-                    assert rule["labels"]["severity"] in ("critical", "warning", "info")
-                    assert rule["annotations"]["summary"] and rule["annotations"]["description"]
-                    assert rule["alert"] in tested, f"{rule['alert']} has no promtool test"
-                else:
+                if "alert" not in rule:
                     level, metric, ops = rule["record"].split(":")
                     assert level and metric and ops
+                    continue
+                name = rule["alert"]
+                alerts.add(name)
+                assert name.startswith("Orchex"), name
+                assert rule["labels"]["severity"] in ("critical", "warning")
+                notes = rule["annotations"]
+                assert notes["summary"] and notes["description"], name
+                url, anchor = notes["runbook_url"].split("#")
+                assert url.endswith("/docs/runbooks.md") and anchor == name.lower(), notes["runbook_url"]
+                section = runbooks.get(anchor, "")
+                for part in ("**Means:**", "**Confirm:**", "**Act:**"):
+                    assert part in section, f"runbook for {name} lacks {part}"
+                got = cases.get(name, [])
+                assert any(got) and [] in got, f"{name} needs a firing case and a silent case"
+    assert set(cases) <= alerts, "a test case for an alert that does not exist"
+    assert set(runbooks) == {a.lower() for a in alerts}, "a runbook without an alert, or the reverse"
+
+
+def test_alertmanager_inhibits_only_alerts_that_exist():
+    am = yaml.safe_load(open(os.path.join(PROM, "alertmanager.yml")))
+    alerts = {r["alert"] for path in RULES for g in yaml.safe_load(open(path))["groups"] for r in g["rules"]
+              if "alert" in r}
+    for rule in am["inhibit_rules"]:
+        for m in rule["source_matchers"] + rule["target_matchers"]:
+            key, op, value = re.match(r'(\w+)(=~|!=|=)"(.*)"', m).groups()
+            if key == "alertname" and op in ("=", "=~"):
+                hits = {a for a in alerts if re.fullmatch(value, a)}
+                assert hits, m
+                if op == "=~":  # each alternative of a list names a real alert
+                    for alt in re.findall(r"\(([^)]*)\)", value):
+                        prefix = value[:value.index("(")]
+                        assert all(prefix + x in alerts for x in alt.split("|")), m
 
 
 def test_rules_use_only_series_orchex_exports():

@@ -9,6 +9,7 @@ from typing import Any
 from exporter.collectors import Collector
 from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.logfmt import LEVELS
+from exporter.policy import POLICY
 from exporter.serveconfig import COLLECTORS, DEFAULTS, Settings
 
 
@@ -55,7 +56,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--health.xid-window-seconds", dest="health.xid-window-seconds", type=float, metavar="S",
                    help="a critical XID this recent means FAULT (default 600)")
     p.add_argument("--health.critical-xids", dest="health.critical-xids", metavar="N,N,...",
-                   type=_xids, help="XIDs that mean FAULT (default 48,79,94,95)")
+                   type=_xids, help="XIDs that mean FAULT (default " + ",".join(map(str, POLICY.critical_xids)) + ")")
     p.set_defaults(run=run)
 
 

@@ -4,6 +4,7 @@ exporter and the console monitor so that all three agree."""
 from dataclasses import dataclass
 
 from exporter.gpu.snapshot import GpuSnapshot
+from exporter.policy import POLICY
 
 HEALTHY, HOT, OVERLOADED, HIGH_POWER, FAULT, DOWN = (
     "HEALTHY", "HOT", "OVERLOADED", "HIGH_POWER", "FAULT", "DOWN")
@@ -12,13 +13,13 @@ STATES = (HEALTHY, HOT, OVERLOADED, HIGH_POWER, FAULT, DOWN)
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Defaults are the legacy monitor's rules; FAULT's XID list follows the public alert sets."""
+    """Defaults come from exporter/policy.py, which the alert rules and dashboards share."""
 
-    temperature_celsius: float = 85.0  # at or above: HOT (the legacy tool called exactly 85 HIGH_POWER)
-    utilization_ratio: float = 0.95  # at or above: OVERLOADED
-    power_ratio: float = 0.95  # power at or above this share of the limit: HIGH_POWER
-    critical_xids: frozenset[int] = frozenset({48, 79, 94, 95})
-    xid_window_seconds: float = 600.0
+    temperature_celsius: float = POLICY.temperature_celsius  # at or above: HOT (legacy said HIGH_POWER at 85)
+    utilization_ratio: float = POLICY.utilization_ratio  # at or above: OVERLOADED
+    power_ratio: float = POLICY.power_ratio  # power at or above this share of the limit: HIGH_POWER
+    critical_xids: frozenset[int] = frozenset(POLICY.critical_xids)
+    xid_window_seconds: float = float(POLICY.xid_window_seconds)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
