@@ -46,7 +46,7 @@ class Daemon:
 
 
 class Prometheus(Daemon):
-    def __init__(self, folder, targets, interval="1s", rule_files=()):
+    def __init__(self, folder, targets, interval="1s", rule_files=(), alertmanager=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         jobs = "".join(f"""
@@ -60,6 +60,8 @@ class Prometheus(Daemon):
             rules = "".join(f"\n  - {r}" for r in rule_files)
             f.write(f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
                     f"rule_files:{rules or ' []'}\nscrape_configs:{jobs}")
+            if alertmanager:
+                f.write(f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n")
         super().__init__(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={folder}/tsdb",
                           f"--web.listen-address=127.0.0.1:{self.port}"], self.url + "/-/ready", folder)
 
@@ -85,3 +87,23 @@ class Pushgateway(Daemon):
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.port}",
                           f"--persistence.file={folder}/pgw.data"], self.url + "/-/ready", folder)
+
+
+class Alertmanager(Daemon):
+    """Alertmanager on a config dict, with gossip off (one node, no port 9094)."""
+
+    def __init__(self, folder, config):
+        import yaml
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = os.path.join(folder, "alertmanager.yml")
+        with open(cfg, "w") as f:
+            yaml.safe_dump(config, f)
+        super().__init__(["prometheus-alertmanager", f"--config.file={cfg}", f"--storage.path={folder}/am",
+                          f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
+                         self.url + "/-/ready", folder)
+
+    def alerts(self):
+        with urllib.request.urlopen(self.url + "/api/v2/alerts", timeout=5) as r:
+            return json.load(r)
