@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl
 
-.PHONY: install run test lint perf bench bench-push system-deps docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
+.PHONY: install run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -41,8 +41,18 @@ system-deps:
 	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager gcc libc6-dev openssl >/dev/null; \
 	fi
 
+# Grafana's dashboard types (@grafana/schema) and TypeScript, pinned by the lock file, for the
+# type-check of the dashboards in tests/test_grafana.py.
+DASHBOARD_TYPES := grafana/typecheck/node_modules/.package-lock.json
+$(DASHBOARD_TYPES): grafana/typecheck/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to type-check the dashboards (apt-get install npm)"; exit 1; }
+	@cd grafana/typecheck && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+dashboard-types: $(DASHBOARD_TYPES)
+
 # Lint first: a reviewer reads the types and the style before the behaviour.
-test: lint system-deps
+test: lint system-deps dashboard-types
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -94,4 +104,4 @@ docs: install
 	$(BIN)/python tools/metrics_reference.py --write
 
 clean:
-	rm -rf $(VENV) tests/.build .pytest_cache
+	rm -rf $(VENV) tests/.build .pytest_cache grafana/typecheck/node_modules grafana/typecheck/build

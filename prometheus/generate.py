@@ -47,6 +47,8 @@ def events(series: str, window: str, t: str) -> str:
     return f"increase({series}[{window}]) > {t}\nor\n({series} > {t} unless {series} offset {window})"
 
 
+# OrchexGpuFault has no `for:`: it must fire in the same evaluation as the XID, ECC and remap alerts
+# it inhibits, or they page before it exists. FAULT comes from sticky counts, so it does not flap.
 def gpu_alerts(p: Policy) -> list[Alert]:
     crit, warn = "|".join(map(str, p.critical_xids)), "|".join(map(str, p.warning_xids))
     on_gpu = "GPU {{ $labels.gpu }} on {{ $labels.instance }}"
@@ -59,7 +61,7 @@ def gpu_alerts(p: Policy) -> list[Alert]:
         Alert("OrchexGpuFault", lambda t: f'orchex_gpu_health_state{{state="FAULT"}} == {t}', 1, "critical",
               f"{on_gpu} is faulty.",
               "Uncorrected ECC errors, a failed row remap or a critical XID (" + ", ".join(map(str, p.critical_xids))
-              + f") within {p.xid_window_seconds // 60} minutes.", "1m", keep),
+              + f") within {p.xid_window_seconds // 60} minutes.", None, keep),
         Alert("OrchexGpuCriticalXid",
               lambda t: f'time() - orchex_gpu_xid_last_timestamp_seconds{{xid=~"{crit}"}} < {t}',
               p.xid_window_seconds, "critical", "XID {{ $labels.xid }} on " + on_gpu + ".",

@@ -3,31 +3,44 @@ fleet; the series are checked through the Prometheus HTTP API."""
 
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 
 import fake_nvml
 from conftest import LEGACY, ROOT, Served, fake_env
-from live import Prometheus
+from live import Prometheus, Pushgateway
+
+# Four XID events: two of 48 on GPU 1 (critical: FAULT), 94 and 13 on GPU 0 (warning, application).
+XIDS = [(1, 48), (0, 94), (0, 13), (1, 48)]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, fake_nvml_dir):
     folder = tmp_path_factory.mktemp("live")
     scenario = str(folder / "scenario.txt")
-    fake_nvml.write(scenario, [fake_nvml.gpu(0), fake_nvml.gpu(1, power_mw=None, temperature=88)],
-                    events=[(1, 48)])
+    # GPU 1 reads power N/A, and its performance state answers NO_PERMISSION: an NVML error
+    fake_nvml.write(scenario, [fake_nvml.gpu(0), fake_nvml.gpu(1, power_mw=None, temperature=88,
+                                                               **{"fail.nvmlDeviceGetPerformanceState": 4})],
+                    events=XIDS)
     log = folder / "sel.csv"
-    log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read())
+    log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read() + "not a row\n")
     nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}"], fake_env(fake_nvml_dir, scenario))
     sim = Served(["--gpu-backend=simulated", f"--selection-log={log}"])
+    gateway = Pushgateway(str(folder))
+    bench = subprocess.run([sys.executable, "-m", "exporter", "bench", "30", "--push", gateway.url, "--job", "bench_ci",
+                            "--label", "instance=ci-runner"], capture_output=True, text=True, cwd=ROOT)
+    assert bench.returncode == 0, bench.stderr
     rules = sorted(glob.glob(os.path.join(ROOT, "prometheus", "rules", "*.yml")))
     prom = Prometheus(str(folder), {"orchex_nvml": [f"127.0.0.1:{nvml.port}"],
-                                    "orchex_sim": [f"127.0.0.1:{sim.port}"]}, rule_files=rules)
+                                    "orchex_sim": [f"127.0.0.1:{sim.port}"],
+                                    "pushgateway": [f"127.0.0.1:{gateway.port}"]}, rule_files=rules)
     yield prom, nvml, sim, log
     prom.stop()
     nvml.stop()
     sim.stop()
+    gateway.stop()
 
 
 def by(result, label):
@@ -44,8 +57,11 @@ def test_gpu_series_arrive_with_values_and_labels(stack):
     assert temp == {"0": 40.0, "1": 88.0}
     hot = prom.wait_for('orchex_gpu_health_state{job="orchex_nvml",state=~"HOT|FAULT"} == 1')
     assert by(hot, "state") == {"FAULT": 1.0}  # XID 48 outranks the temperature
-    xid = prom.wait_for('orchex_gpu_xid_errors_total{job="orchex_nvml"}')
-    assert xid[0]["metric"]["xid"] == "48" and xid[0]["metric"]["gpu"] == "1"
+    xid = prom.wait_for('orchex_gpu_xid_errors_total{job="orchex_nvml"}', lambda r: len(r) == 3)
+    assert {(r["metric"]["gpu"], r["metric"]["xid"]): float(r["value"][1]) for r in xid} == {
+        ("1", "48"): 2.0, ("0", "94"): 1.0, ("0", "13"): 1.0}
+    state = prom.wait_for('orchex_gpu_health_state{job="orchex_nvml",gpu="0"} == 1')
+    assert by(state, "state") == {"HEALTHY": 1.0}  # 94 and 13 warn, they do not make a FAULT
     info = prom.wait_for('orchex_gpu_info{job="orchex_nvml"}')
     assert {r["metric"]["model_name"] for r in info} == {"NVIDIA H100 80GB HBM3"}
     joined = prom.wait_for('orchex_gpu_power_watts * on(gpu, uuid) group_left(model_name) orchex_gpu_info')
@@ -78,7 +94,8 @@ def test_routing_series_and_the_legacy_effectiveness_figures(stack):
     with open(log, "a") as f:
         f.write("2026-01-23 08:00:02,code,google-gemma-3-270m-it,true,0.95,70.00,0,3\nnot a row\n")
     prom.wait_for('sum(orchex_router_selections_total{job="orchex_sim"})', lambda r: r and r[0]["value"][1] == "3")
-    bad = prom.wait_for('orchex_router_selection_log_parse_errors_total{job="orchex_sim",reason="columns"} == 1')
+    # the fixture's bad row and this one
+    bad = prom.wait_for('orchex_router_selection_log_parse_errors_total{job="orchex_sim",reason="columns"} == 2')
     assert len(bad) == 1
 
 
@@ -100,23 +117,43 @@ def test_recording_rules_evaluate_on_real_series(stack):
     assert float(power[0]["value"][1]) == 150.0  # GPU 1 reports no power: a sum of what exists
 
 
-# Panels fed by events that the stack's data does not contain, so they rightly show nothing.
-EVENT_PANELS = {"ECC errors", "NVML errors", "Rejected rows by reason", "Benchmark median selection time",
-                "Benchmark last success age", "Fallbacks by category", "Fallback share", "Clock-event reasons"}
-
-
 def test_dashboard_queries_return_data(stack):
-    from test_grafana import dashboards, substitute
+    """Every panel of both dashboards returns data: the stack injects what the event panels show
+    (XIDs, an NVML error, a rejected row, a benchmark push)."""
+    from test_grafana import dashboards, panels, substitute
 
     prom, *_ = stack
     prom.wait_for('rate(orchex_router_selections_total{job="orchex_sim"}[1m])')
+    prom.wait_for('orchex_bench_passed{job="bench_ci"}')
+    prom.wait_for('rate(orchex_nvml_errors_total{job="orchex_nvml"}[1m])')
     empty = []
     for name, d in dashboards().items():
         job = "orchex_nvml" if "gpu" in name else "orchex_sim"
-        for p in d["panels"]:
-            if p["title"] in EVENT_PANELS:
-                continue
+        for p in panels(d):
             for t in p["targets"]:
-                if not prom.query(substitute(t["expr"], job=job)):
+                if not prom.query(substitute(t["expr"], job=job, bench_job="bench_ci")):
                     empty.append((name, p["title"], t["expr"]))
     assert empty == []
+
+
+def panel_value(title, job, **labels):
+    from test_grafana import dashboards, panels, substitute
+
+    d = next(d for d in dashboards().values() if title in {p["title"] for p in panels(d)})
+    expr = next(p for p in panels(d) if p["title"] == title)["targets"][0]["expr"]
+    return substitute(expr, job=job)
+
+
+def test_event_panels_count_every_event(stack):
+    """Four XIDs delivered, four shown: the first event of each new GPU and code counts."""
+    prom, *_ = stack
+    xids = prom.wait_for(panel_value("XID events in range", "orchex_nvml"))
+    assert by(xids, "backend") == {"nvml": 4.0}
+    total = prom.wait_for(panel_value("Total requests", "orchex_sim"), lambda r: r and float(r[0]["value"][1]) >= 2)
+    assert float(total[0]["value"][1]) in (2.0, 3.0)  # the legacy sample, and a row another test may append
+    models = prom.wait_for(panel_value("Models serving several categories", "orchex_sim"))
+    assert float(models[0]["value"][1]) == 1.0  # gemma serves code (primary) and math (secondary)
+    rejected = prom.wait_for(panel_value("Rejected log rows", "orchex_sim"), lambda r: r and r[0]["value"][1] != "0")
+    assert float(rejected[0]["value"][1]) >= 1.0
+    simulated = prom.wait_for(panel_value("Hosts on simulated data", ".*"))
+    assert float(simulated[0]["value"][1]) == 1.0
