@@ -1,7 +1,9 @@
 """The Kubernetes base and overlay as `kubectl kustomize` renders them: objects valid against the
-Kubernetes schemas (kubernetes-validate, pinned), a pod that the "restricted" Pod Security profile
-admits, and a PrometheusRule equal to prometheus/rules/ (one source)."""
+Kubernetes schemas (kubernetes-validate, pinned) and the Prometheus Operator's ServiceMonitor and
+PrometheusRule schemas (deploy/kubernetes/schemas/, our transcription of the CRDs), a pod that the
+"restricted" Pod Security profile admits, and a PrometheusRule equal to prometheus/rules/."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -108,3 +110,37 @@ def test_the_overlay_configures_the_cluster():
     ds = one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
     assert "--selection-log=/var/log/router/selection_metrics*.csv" in ds["args"]
     assert all(d["metadata"]["labels"]["release"] == "prometheus" for d in docs)
+
+
+def crd_errors(doc):
+    """What the CRD schema for `doc`'s kind refuses in it; empty when it is valid."""
+    import jsonschema
+
+    schema = json.load(open(os.path.join(KUBE, "schemas", doc["kind"].lower() + ".json")))
+    return [f"{'/'.join(map(str, e.path))}: {e.message}"
+            for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+
+
+@pytest.mark.parametrize("folder", ["base", os.path.join("overlays", "example")])
+def test_operator_objects_validate_against_the_crd_schemas(folder):
+    docs = [d for d in render(folder) if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert sorted(d["kind"] for d in docs) == ["PrometheusRule", "ServiceMonitor"]
+    for d in docs:
+        assert crd_errors(d) == [], d["kind"]
+
+
+@pytest.mark.parametrize("breakage", ["for: 5 minutes", "no expr", "record and alert", "scheme ftp",
+                                      "unknown endpoint field", "no selector"])
+def test_the_crd_check_refuses_what_the_operator_refuses(breakage):
+    docs = render("base")
+    rule, monitor = one(docs, "PrometheusRule"), one(docs, "ServiceMonitor")
+    alert = next(r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r)
+    endpoint = monitor["spec"]["endpoints"][0]
+    broken = {"for: 5 minutes": lambda: alert.update({"for": "5 minutes"}),
+              "no expr": lambda: alert.pop("expr"),
+              "record and alert": lambda: alert.update(record="x:y:z"),
+              "scheme ftp": lambda: endpoint.update(scheme="ftp"),
+              "unknown endpoint field": lambda: endpoint.update(scrapeInterval="15s"),
+              "no selector": lambda: monitor["spec"].pop("selector")}
+    broken[breakage]()
+    assert crd_errors(rule) + crd_errors(monitor)
