@@ -7,7 +7,7 @@ LISTEN ?= :9847
 SELECTION_LOG ?= logs/selection_metrics.csv
 PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl
+SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl docker-compose
 
 .PHONY: install run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
 
@@ -32,13 +32,15 @@ run: install
 	trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/orchex serve --web.listen-address=$(LISTEN) --gpu-backend=auto --selection-log=$(SELECTION_LOG)
 
-# Prometheus, promtool and the Pushgateway are Debian packages that the live tests start themselves.
+# Debian packages the tests run: Prometheus, promtool, the Pushgateway and Alertmanager (started live),
+# gcc (builds the fake NVML), openssl (test certificates), docker-compose (checks deploy/compose.yaml).
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager gcc libc6-dev openssl >/dev/null; \
+	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager gcc libc6-dev openssl \
+	    docker-compose >/dev/null; \
 	fi
 
 # Grafana's dashboard types (@grafana/schema) and TypeScript, pinned by the lock file, for the
