@@ -345,8 +345,10 @@ nvmlReturn_t nvmlDeviceRegisterEvents(void *h, unsigned long long types, void *s
 nvmlReturn_t V(nvmlEventSetWait, _v2)(void *set, event_t *data, unsigned int timeout_ms) {
     (void)set;
     if (!initialized) return UNINIT;
-    struct timespec step = {0, 10 * 1000000L};
-    for (unsigned int waited = 0;; waited += 10) {
+    /* A real driver blocks in the kernel; this polls the scenario file, every 50 ms so that a fleet
+       of exporters on the fake (tools/fleet.py) does not measure the fake's own wake-ups. */
+    struct timespec step = {0, 50 * 1000000L};
+    for (unsigned int waited = 0;; waited += 50) {
         pthread_mutex_lock(&mu);
         load();
         char k[32];
