@@ -6,6 +6,11 @@ by slicing, and rows are counted with C-level builtins (str.split, zip, Counter)
 values are parsed and checked. A chunk where that check finds anything wrong is read again row by
 row, which rejects exactly the bad rows with their file and line. Both paths fold through `_fold`,
 so they cannot disagree (a property test holds them to it).
+
+Where the C extension `_fold` (exporter/selectionlog/_fold.c) is built, it takes the fast path's
+place for a report's tally: one pass in C over the chunk, grouping as `_fold` does, about 20x
+cheaper a row. It declines (None) anything that is not plainly valid, which then goes the Python
+way; tests hold its counts and sums equal to the Python path's.
 """
 
 import csv
@@ -15,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
+from types import ModuleType
 from typing import Any
 
 from exporter.common.quantile import sketch_indices
@@ -27,6 +33,12 @@ from exporter.selectionlog.rows import (
     fallback_column,
     is_header,
 )
+
+_kernel: ModuleType | None
+try:
+    from exporter.selectionlog import _fold as _kernel
+except ImportError:  # installed without a C compiler: the Python fast path reads the same rows
+    _kernel = None
 
 OTHER = "other"
 EXACT_LIMIT = 10_000  # (category, duration) pairs kept exactly before durations are sketched
@@ -166,6 +178,12 @@ class Tally:
         self.version += 1
 
     def _fast(self, text: str, src: Source) -> bool:
+        if _kernel is not None and self._plain():
+            got = _kernel.fold(text, src.fallback, self.sketch is not None, self)
+            if got is not None:
+                self._apply(*got)
+                src.line += got[2]
+                return True
         lines = text.split("\n")
         lines.pop()
         commas = set(map(str.count, lines, repeat(",")))
@@ -191,6 +209,23 @@ class Tally:
             return False
         src.line += len(lines)
         return True
+
+    def _plain(self) -> bool:
+        """A report's tally: no renaming, budget, window or buckets, which only the Python path does."""
+        return self.label is _identity and self.admit is None and not (self.since or self.until) \
+            and self.buckets_ms is None
+
+    def _apply(self, first: str, last: str, count: int, extended: int) -> None:
+        """What the C fold leaves to Python, once it has added a chunk's counts and sums."""
+        if self.sketch is None and len(self.durations) > EXACT_LIMIT:
+            self._to_sketch()
+        if self.first is None or first < self.first:
+            self.first = first
+        if self.last is None or last > self.last:
+            self.last = last
+        self.rows += count
+        self.extended += extended
+        self.version += 1
 
     def _slow(self, text: str, src: Source, truncated: bool = False) -> None:
         lines = text.split("\n")

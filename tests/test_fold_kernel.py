@@ -1,0 +1,119 @@
+"""The C fold (exporter/selectionlog/_fold.c) against the Python fold it stands in for: the same
+counts and the same float sums to the last bit, on plain chunks of every number form; and None,
+with nothing counted, for every chunk it should leave to Python."""
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.selectionlog import tally as tally_module
+from exporter.selectionlog.tally import Source, Tally
+
+KERNEL = tally_module._kernel
+STATE = ("rows", "extended", "selections", "pairs", "confidence_sum", "score_sum", "duration_sum", "fallbacks",
+         "durations", "sketch", "first", "last", "rejected")
+
+
+def test_the_kernel_is_built():
+    """make install compiles it (gcc is a system dependency); without it the reports are 3-4x slower."""
+    assert KERNEL is not None, "exporter/selectionlog/_fold.c was not built: is a C compiler installed?"
+
+
+def state(t):
+    return {name: copy.deepcopy(getattr(t, name)) for name in STATE}
+
+
+def python_fold(text, sketch=False, fallback=8):
+    t = Tally()
+    if sketch:
+        t._to_sketch()
+    src = Source("f")
+    src.fallback = fallback
+    kernel, tally_module._kernel = tally_module._kernel, None
+    try:
+        assert t._fast(text, src)
+    finally:
+        tally_module._kernel = kernel
+    return t
+
+
+def c_fold(text, sketch=False, fallback=8):
+    t = Tally()
+    if sketch:
+        t._to_sketch()
+    got = KERNEL.fold(text, fallback, sketch, t)
+    assert got is not None, text[:200]
+    t._apply(*got)
+    return t
+
+
+NUMBER = st.one_of(
+    st.floats(0, 1).map(repr), st.floats(0, 1).map(lambda x: f"{x:.3f}"), st.integers(0, 10**6).map(str),
+    st.sampled_from(["1.", ".5", "0.", "1e-3", "1E-2", "+0.5", "0007.25", "5e2", "0.12345678901234567",
+                     "123456789012345678e-18", "1e-30", "0.1e1", "7.0E+0"]))
+SCORE = st.one_of(NUMBER, st.floats(-1e6, 1e6).map(repr), st.sampled_from(["-85.5", "-1e6", "1000000"]))
+DURATION = st.one_of(st.floats(0, 1e7).map(repr), st.floats(0, 2000).map(lambda x: f"{x:.3f}"),
+                     st.sampled_from(["0", "0.0", "12", "1e7", "0.000001", "3e-9"]))
+
+
+def plain_row(ts, cat, model, prim, conf, score, gpu, dur, fb):
+    row = f"2026-01-{ts % 28 + 1:02d} {ts % 24:02d}:{ts % 60:02d}:{ts % 59:02d},{cat},{model},{prim},{conf},{score},"
+    row += f"{gpu},{dur}"
+    return row + (f",{fb},r,p" if fb is not None else ",,r,p") + "\n"
+
+
+ROWS = st.lists(st.builds(plain_row, st.integers(0, 10**6), st.sampled_from(["code", "math", "vision", "é"]),
+                          st.sampled_from(["m1", "m2", "模型"]), st.sampled_from(["true", "false"]),
+                          NUMBER.filter(lambda v: 0 <= float(v) <= 1), SCORE, st.sampled_from(["", "0", "7", "123456"]),
+                          DURATION.filter(lambda v: 0 <= float(v) <= 1e7 and float(v) == float(v)),
+                          st.sampled_from([None, "true", "false"])), min_size=1, max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ROWS, st.booleans())
+def test_plain_chunks_fold_to_the_same_bits(rows, sketch):
+    text = "".join(rows)
+    assert state(c_fold(text, sketch)) == state(python_fold(text, sketch))
+
+
+def test_float_sums_agree_to_the_last_bit_over_many_rows():
+    rows = [plain_row(i, f"c{i % 3}", f"m{i % 5}", "true" if i % 2 else "false", f"0.{(i * 7919) % 1000:03d}",
+                      f"{(i * 104729) % 100000 / 1000:.3f}", str(i % 8), f"{(i * 15485863) % 2000000 / 1000:.3f}",
+                      "true" if i % 11 == 0 else "false") for i in range(20000)]
+    text = "".join(rows)
+    c, p = c_fold(text), python_fold(text)
+    assert state(c) == state(p)
+    assert c.sketch and not c.durations and c.fallbacks  # past EXACT_LIMIT distinct durations: sketched
+
+
+GOOD = "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,12\n"
+
+
+@pytest.mark.parametrize("bad", [
+    "\n", "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0\n",  # a blank line, seven columns
+    "2026-13-23 08:00:00,code,m1,true,0.9,85.5,0,12\n", "2026-01-23 24:00:00,code,m1,true,0.9,85.5,0,12\n",
+    "2026-01-23 08:00:00,,m1,true,0.9,85.5,0,12\n", "2026-01-23 08:00:00,code,,true,0.9,85.5,0,12\n",
+    "2026-01-23 08:00:00,code,m1,yes,0.9,85.5,0,12\n", "2026-01-23 08:00:00,code,m1,true,1.5,85.5,0,12\n",
+    "2026-01-23 08:00:00,code,m1,true, 0.9,85.5,0,12\n", "2026-01-23 08:00:00,code,m1,true,0.9,1e7,0,12\n",
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,x,12\n", "2026-01-23 08:00:00,code,m1,true,0.9,85.5,1234567,12\n",
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,-1\n", "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,-0\n",
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,inf\n", "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,nan\n",
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,1_0\n", "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,0x10\n",
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,1e\n", "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,.\n",
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,12,extra\n",  # a ragged chunk
+    "2026-01-23 08:00:00,code,m1,true,0.9,85.5,٣,12\n",  # a digit Python's regex takes and C leaves to it
+    GOOD.rstrip("\n"),  # no final newline
+])
+def test_it_declines_what_python_must_judge_and_counts_nothing(bad):
+    t = Tally()
+    before = state(t)
+    assert KERNEL.fold(GOOD * 3 + bad, 8, False, t) is None
+    assert state(t) == before
+
+
+def test_a_report_tally_takes_the_kernel_and_the_exporter_tally_does_not():
+    assert Tally()._plain()
+    assert not Tally(buckets=(0.1, 1.0))._plain() and not Tally(since="2026-01-01 00:00:00")._plain()
+    assert not Tally(label=lambda kind, value: value)._plain()
