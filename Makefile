@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl docker-compose
 
-.PHONY: install run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
+.PHONY: install kernel run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -23,6 +23,13 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP)
+
+# The C fold of the selection-log reader (exporter/selectionlog/_fold.c), built again when its source
+# is newer or when it is missing (a compiler installed by system-deps after the first install).
+kernel: install
+	@so=$$(ls exporter/selectionlog/_fold*.so 2>/dev/null | head -n 1); \
+	if [ -z "$$so" ] || [ exporter/selectionlog/_fold.c -nt "$$so" ]; then \
+	  $(BIN)/pip install --no-deps -e . >> $(VENV)/install.log 2>&1 || true; fi
 
 # The exporter on the embedded default (NVML when a driver answers, else the simulated fleet) plus
 # demo routing traffic through the real selector, written to the log the exporter follows.
@@ -54,7 +61,7 @@ $(DASHBOARD_TYPES): grafana/typecheck/package-lock.json
 dashboard-types: $(DASHBOARD_TYPES)
 
 # Lint first: a reviewer reads the types and the style before the behaviour.
-test: lint system-deps dashboard-types
+test: lint system-deps dashboard-types kernel
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -63,7 +70,7 @@ lint: install
 
 # Byte-compiled first, as a wheel install would be: an editable install is not, and with
 # PYTHONDONTWRITEBYTECODE set every start would compile the package again.
-perf: install system-deps fleet-deps
+perf: install system-deps fleet-deps kernel
 	$(BIN)/pip install -q -e '.[perf]'
 	$(BIN)/python -m compileall -q exporter perf
 	$(BIN)/python -m perf
