@@ -1,25 +1,27 @@
 """Every figure of the report, computed from a Tally. Pure: no I/O, no clock.
 
-Legacy thresholds: a secondary-category share above 30 % is good multi-category utilisation; a mean
-secondary confidence below 0.75 is low confidence."""
+Legacy thresholds (exporter/policy.py, which the dashboards share): a secondary-category share above
+30 % is good multi-category utilisation; a mean secondary confidence below 0.75 is low confidence."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from exporter.common.quantile import RELATIVE_ERROR, nearest_rank, sketch_quantile
+from exporter.common.quantile import RELATIVE_ERROR, nearest_ranks, sketch_quantiles
+from exporter.policy import POLICY
 from exporter.selectionlog.tally import Tally
 
 SCHEMA = "orchex.analytics/2"  # /2 added duration_percentiles
-SECONDARY_SHARE_GOOD = 0.30
-SECONDARY_CONFIDENCE_LOW = 0.75
+SECONDARY_SHARE_GOOD = POLICY.secondary_share_good
+SECONDARY_CONFIDENCE_LOW = POLICY.secondary_confidence_low
+PERCENTILES = (0.50, 0.95, 0.99)
 
 
-def _duration_quantile(t: Tally) -> Callable[[dict[float, int], float], float | None]:
-    """Nearest rank over exact durations, or over sketch buckets (each within RELATIVE_ERROR of the
-    durations it counts) once the log held more distinct durations than are kept exactly."""
-    if t.sketch is None:
-        return nearest_rank
-    return lambda buckets, q: sketch_quantile(buckets, q)  # type: ignore[arg-type]
+def _duration_percentiles(t: Tally) -> Callable[[dict[float, int]], dict[str, float | None]]:
+    """p50, p95 and p99 by nearest rank over exact durations, or over sketch buckets (each within
+    RELATIVE_ERROR of the durations it counts) once the log held more distinct durations than are
+    kept exactly."""
+    ranks: Callable[[Any, Sequence[float]], list[Any]] = nearest_ranks if t.sketch is None else sketch_quantiles
+    return lambda counts: {f"duration_ms_p{round(q * 100)}": v for q, v in zip(PERCENTILES, ranks(counts, PERCENTILES))}
 
 
 def _by_requests(items: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -53,7 +55,7 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
         if not primary:
             secondary_conf += s
     secondary = sum(k for (_, _, p, _), k in t.selections.items() if not p)
-    quantile = _duration_quantile(t)
+    percentiles = _duration_percentiles(t)
     durations: dict[str, dict[float, int]] = {}
     for (c, ms), k in (t.sketch or t.durations).items():
         durations.setdefault(c, {})[ms] = k
@@ -63,9 +65,7 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
         row = {"category": c, "requests": v["requests"], "models_used": len(v["models"]),
                "mean_score": score_by_cat.get(c, 0.0) / v["requests"],
                "mean_confidence": conf_by_cat.get(c, 0.0) / v["requests"],
-               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"],
-               "duration_ms_p50": quantile(d, 0.50), "duration_ms_p95": quantile(d, 0.95),
-               "duration_ms_p99": quantile(d, 0.99)}
+               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"], **percentiles(d)}
         if t.extended:
             row["fallbacks"] = sum(k for (fc, _), k in t.fallbacks.items() if fc == c)
         per_category.append(row)
@@ -84,9 +84,7 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
         "unique_models": len(models), "multi_category_models": len(multi),
         "secondary_selections": secondary, "secondary_share": share,
         "mean_secondary_confidence": mean_secondary_conf,
-        "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0,
-        "duration_ms_p50": quantile(all_durations, 0.5), "duration_ms_p95": quantile(all_durations, 0.95),
-        "duration_ms_p99": quantile(all_durations, 0.99),
+        "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0, **percentiles(all_durations),
         "gpus": [{"gpu": g or "none", "selections": k, "share": k / n}
                  for g, k in sorted(gpus.items(), key=lambda kv: (-kv[1], kv[0]))],
     }

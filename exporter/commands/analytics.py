@@ -96,13 +96,26 @@ def _nothing_counted(total: "Tally", paths: list[str], since: str | None, until:
     return 1
 
 
+def _check_files(paths: list[str]) -> None:
+    """Refuse FIFOs, devices, sockets and empty files by type and size, before reading any."""
+    import os
+
+    from exporter.errors import UsageError
+    from exporter.inputfile import open_regular
+
+    for p in paths:
+        if p != "-":
+            os.close(open_regular(p))
+            if os.path.getsize(p) == 0:
+                raise UsageError(f"{p}: empty file")
+
+
 def run(args: argparse.Namespace) -> int | None:
     import gc
     import os
 
     from exporter.analytics import render, stats
     from exporter.errors import UsageError, write_output
-    from exporter.inputfile import open_regular
     from exporter.selectionlog.reader import expand, read_split
     from exporter.selectionlog.tally import Tally
 
@@ -114,12 +127,7 @@ def run(args: argparse.Namespace) -> int | None:
     if args.output and not args.report:
         raise UsageError("--output: applies to --report")
     paths = expand(args.files)
-    for p in paths:
-        if p == "-":
-            continue
-        os.close(open_regular(p))  # refuses FIFOs, devices and sockets by type, before reading
-        if os.path.getsize(p) == 0:
-            raise UsageError(f"{p}: empty file")
+    _check_files(paths)
     # Counting allocates millions of short-lived strings and no reference cycles: the cyclic
     # collector would only rescan them.
     gc.disable()
@@ -136,7 +144,10 @@ def run(args: argparse.Namespace) -> int | None:
         size = os.path.getsize(p) if p != "-" else 0
         progress = bar and (lambda done, base=done_before: bar(base + done))
         t, _ = read_split(p, make, progress)
-        total.merge(t)
+        if total.version:
+            total.merge(t)
+        else:  # nothing counted yet: the file's tally is the total (a merge would copy every count)
+            total = t
         done_before += size
         if total.rows + total.outside + sum(total.rejected.values()) == before:
             raise UsageError(f"{p}: no selection rows")

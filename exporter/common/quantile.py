@@ -10,18 +10,22 @@ from typing import TypeVar
 K = TypeVar("K", bound=float)
 
 
-def nearest_rank(counts: Mapping[K, int], q: float) -> K | None:
-    """Nearest-rank quantile over {value: how many times it was seen}; None when there is none."""
+def nearest_ranks(counts: Mapping[K, int], qs: Sequence[float]) -> list[K | None]:
+    """Nearest-rank quantiles, for each of `qs` (ascending), over {value: how many times it was seen},
+    sorting the values once; None for each when there is none."""
     total = sum(counts.values())
     if not total:
-        return None
-    need = max(1, math.ceil(total * q))
+        return [None] * len(qs)
+    needs = [max(1, math.ceil(total * q)) for q in qs]
+    out: list[K | None] = []
     seen = 0
     for value in sorted(counts):
         seen += counts[value]
-        if seen >= need:
+        while len(out) < len(needs) and seen >= needs[len(out)]:
+            out.append(value)
+        if len(out) == len(needs):
             break
-    return value
+    return out
 
 
 def nearest_rank_sorted(samples: Sequence[float], q: float) -> float:
@@ -49,7 +53,7 @@ def sketch_value(index: int) -> float:
     return 2 * GAMMA ** index / (GAMMA + 1)
 
 
-def sketch_quantile(buckets: Mapping[int, int], q: float) -> float | None:
-    """Nearest-rank quantile over {bucket: count}, as the value its bucket stands for."""
-    index = nearest_rank(buckets, q)
-    return None if index is None else sketch_value(int(index))
+def sketch_quantiles(buckets: Mapping[int, int], qs: Sequence[float]) -> list[float | None]:
+    """Nearest-rank quantiles over {bucket: count}, for each of `qs` (ascending), as the values their
+    buckets stand for."""
+    return [None if i is None else sketch_value(int(i)) for i in nearest_ranks(buckets, qs)]

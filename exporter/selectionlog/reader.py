@@ -6,21 +6,31 @@ Files are read in 384 KiB blocks (BLOCK) cut at the last newline, so memory stay
 import glob
 import gzip
 import io
-import logging
 import os
 import stat
 import sys
 import zlib
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from exporter.errors import UsageError
 from exporter.inputfile import open_regular
 from exporter.selectionlog.rows import MAX_LINE, fallback_column, is_header
 from exporter.selectionlog.tally import Source, Tally
 
+if TYPE_CHECKING:
+    import logging
+
 Progress = Callable[[int], None]  # told the bytes read so far
-log = logging.getLogger("orchex")
+
+
+def _log() -> "logging.Logger":
+    """The exporter's logger, imported only by the Follower: a report does not pay for logging."""
+    import logging
+
+    return logging.getLogger("orchex")
+
+
 BLOCK = 384 << 10  # per-chunk working memory stays a few MB in each of two processes
 GZIP_MAX_RATIO = 100  # selection logs compress about 10:1; a bomb, 1,000:1
 GZIP_MIN_ALLOWANCE = 64 << 20
@@ -179,7 +189,7 @@ class Follower:
                 if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
                     if path not in self.refused:
                         self.refused.add(path)
-                        log.warning(f"selection log {path}: not a regular file; not followed")
+                        _log().warning(f"selection log {path}: not a regular file; not followed")
                     continue
                 found += 1
                 key = (st.st_dev, st.st_ino)
@@ -202,9 +212,9 @@ class Follower:
         before = self.matched.get(pattern)
         self.matched[pattern] = found
         if found == 0 and before != 0:
-            log.warning(f"selection log pattern {pattern!r} matches no file (yet); it is checked on every scrape")
+            _log().warning(f"selection log pattern {pattern!r} matches no file (yet); it is checked on every scrape")
         elif found and before == 0:
-            log.info(f"selection log pattern {pattern!r} now matches {found} file(s)")
+            _log().info(f"selection log pattern {pattern!r} now matches {found} file(s)")
 
     def close(self) -> None:
         for followed in self.files.values():
