@@ -148,30 +148,16 @@ static void strings_free(strings *t) {
     for (int i = 0; i < STRINGS; i++) Py_XDECREF(t->e[i].obj);
 }
 
-/* d[key] += v (an int or a float; a missing key counts as 0, as Counter and defaultdict have it). */
+/* d[key] += v, a new int or float whose reference this takes (NULL: its constructor failed); a
+ * missing key counts as 0, as Counter and defaultdict have it. */
 static int add(PyObject *d, PyObject *key, PyObject *v) {
+    if (!v) return -1;
     PyObject *old = PyDict_GetItemWithError(d, key);
-    if (!old && PyErr_Occurred()) return -1;
-    PyObject *sum = old ? PyNumber_Add(old, v) : (Py_INCREF(v), v);
+    PyObject *sum = old ? PyNumber_Add(old, v) : PyErr_Occurred() ? NULL : (Py_INCREF(v), v);
+    Py_DECREF(v);
     if (!sum) return -1;
     int rc = PyDict_SetItem(d, key, sum);
     Py_DECREF(sum);
-    return rc;
-}
-
-static int add_int(PyObject *d, PyObject *key, Py_ssize_t n) {
-    PyObject *v = PyLong_FromSsize_t(n);
-    if (!v) return -1;
-    int rc = add(d, key, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-static int add_float(PyObject *d, PyObject *key, double x) {
-    PyObject *v = PyFloat_FromDouble(x);
-    if (!v) return -1;
-    int rc = add(d, key, v);
-    Py_DECREF(v);
     return rc;
 }
 
@@ -200,9 +186,10 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t *key_order,
         PyObject *p = e->primary ? Py_True : Py_False;
         PyObject *key = (c && m && g) ? PyTuple_Pack(4, c, m, p, g) : NULL;
         PyObject *pair = key ? PyTuple_Pack(2, c, m) : NULL, *key3 = pair ? PyTuple_Pack(3, c, m, p) : NULL;
-        if (!key3 || add_int(d[0], key, e->rows) || add_int(d[1], pair, e->rows) ||
-            add_float(d[2], key3, e->confidence) || add_float(d[3], pair, e->score) ||
-            add_float(d[4], c, e->duration) || (e->fallbacks && add_int(d[5], pair, e->fallbacks)))
+        if (!key3 || add(d[0], key, PyLong_FromSsize_t(e->rows)) || add(d[1], pair, PyLong_FromSsize_t(e->rows)) ||
+            add(d[2], key3, PyFloat_FromDouble(e->confidence)) || add(d[3], pair, PyFloat_FromDouble(e->score)) ||
+            add(d[4], c, PyFloat_FromDouble(e->duration)) ||
+            (e->fallbacks && add(d[5], pair, PyLong_FromSsize_t(e->fallbacks))))
             extended = -1;
         else
             extended += e->extended;
@@ -219,7 +206,7 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t *key_order,
             value = PyFloat_FromDouble(v);
         }
         PyObject *c = value ? text(cache, e->cat) : NULL, *key = c ? PyTuple_Pack(2, c, value) : NULL;
-        if (!key || add_int(into, key, e->rows)) extended = -1;
+        if (!key || add(into, key, PyLong_FromSsize_t(e->rows))) extended = -1;
         Py_XDECREF(value); Py_XDECREF(c); Py_XDECREF(key);
     }
 done:
