@@ -1,3 +1,4 @@
+import functools
 import os
 import subprocess
 import sys
@@ -8,6 +9,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LEGACY = os.path.join(HERE, "fixtures", "legacy")
 sys.path.insert(0, HERE)
+
+
+@functools.cache
+def load_script(relpath):
+    """A repository script (grafana/generate.py, prometheus/generate.py) as a module, loaded once."""
+    import importlib.util
+
+    name = relpath.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relpath))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def run_cli(*args, env=None, input=None, timeout=60):

@@ -5,29 +5,19 @@ critical and warning XID lists are swapped."""
 
 import dataclasses
 import glob
-import importlib.util
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 PROM = os.path.join(ROOT, "prometheus")
 TESTS = sorted(glob.glob(os.path.join(PROM, "tests", "*.test.yml")))
 
 
-def generator():
-    spec = importlib.util.spec_from_file_location("prometheus_generate", os.path.join(PROM, "generate.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-GEN = generator()
+GEN = load_script("prometheus/generate.py")
 
 
 def moved(t):

@@ -3,18 +3,16 @@ promtool (each panel query as a recording rule) and with TypeScript against Graf
 types (@grafana/schema). test_live_prometheus runs every query on real data."""
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 GRAFANA = os.path.join(ROOT, "grafana")
 TYPECHECK = os.path.join(GRAFANA, "typecheck")
@@ -23,11 +21,7 @@ SCHEMA_TYPES = os.path.join(TYPECHECK, "node_modules", "@grafana", "schema", "di
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location("grafana_generate", os.path.join(GRAFANA, "generate.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("grafana/generate.py")
 
 
 def dashboards():

@@ -14,11 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
-from test_alert_mutants import GEN
 
 import fake_nvml
-from conftest import ROOT, Served, fake_env
+from conftest import ROOT, Served, fake_env, load_script
 from live import Alertmanager, Prometheus
+
+GEN = load_script("prometheus/generate.py")
 
 
 class Receiver:
