@@ -1,3 +1,10 @@
-"""orchex: routing core, GPU telemetry and a Prometheus exporter for hosts serving local LLMs."""
+"""orchex: routing core, GPU telemetry and a Prometheus exporter for hosts serving local LLMs.
+
+Start-up is part of `orchex analytics`' 50 ms on a small log, and each module imported costs time
+twice, at import and at exit. So the modules on its path (cli, commands/analytics, policy,
+selectionlog, analytics, common/quantile) import no `typing` at run time (5 ms): they write
+`TYPE_CHECKING = False`, which mypy reads as typing's, and take their annotations lazily; nor
+`dataclasses` (9 ms) or `shutil` (7 ms, through argparse's help formatter: see cli.py).
+A test in tests/test_analytics.py fails when one of them is imported again."""
 
 __version__ = "0.1.0"

@@ -3,11 +3,13 @@ share. `exporter/gpu/health.py` and `orchex serve`'s defaults read it; `promethe
 `grafana/generate.py` write the rules and dashboards from it, so a change here reaches all of them with
 `make rules dashboards`, and a test fails while any of them is stale."""
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Policy:
+    """Read-only (no instance attributes: `__slots__` is empty); a variant is a subclass. A plain class,
+    not a dataclass or NamedTuple, for `orchex analytics`' start-up: see exporter/__init__.py."""
+
+    __slots__ = ()
+
     # XID classes from the public alert sets (shared/reference/GPU-EXPORTERS.md section 5): a critical
     # XID makes the GPU FAULT and pages; a warning XID warns and leaves the health state alone.
     # Application-caused (13, 31, 43) and informational (63, 92) XIDs are exported, never alerted.

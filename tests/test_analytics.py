@@ -1,6 +1,7 @@
 import gzip
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -317,3 +318,31 @@ def test_report_percentiles_are_within_the_stated_error_of_exact_ones(tmp_path, 
         for q in (50, 95, 99):
             exact = nearest_rank_sorted(values, q / 100)
             assert abs(got[f"duration_ms_p{q}"] - exact) <= error * exact + 1e-9, (q, got, exact)
+
+
+def test_a_report_on_a_plain_file_imports_nothing_it_does_not_need(tmp_path):
+    """`orchex analytics` on a small log has 50 ms, start-up included (exporter/__init__.py): typing
+    (5 ms), dataclasses (9 ms) and shutil (7 ms, through argparse's formatter) are kept off its path,
+    and gzip, datetime, logging and multiprocessing are imported only when a file or flag needs them."""
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n2026-01-23 09:00:00,math,phi,true,0.90,60.00,1,4.0\n")
+    argv = ["analytics", str(log), "--report", "--format", "json", "--output", str(tmp_path / "r.json")]
+    code = f"import sys\nfrom exporter.cli import main\nrc = main({argv!r})\nprint(rc, ' '.join(sorted(sys.modules)))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    rc, modules = res.stdout.split(" ", 1)
+    assert rc == "0", res.stderr
+    loaded = set(modules.split())
+    assert "exporter.analytics.stats" in loaded  # the report was really computed in this process
+    unneeded = {"typing", "dataclasses", "inspect", "shutil", "bz2", "lzma", "gzip", "datetime", "logging",
+                "multiprocessing"}
+    assert not loaded & unneeded, sorted(loaded & unneeded)
+
+
+@pytest.mark.parametrize("columns", [64, 200])
+def test_help_is_wrapped_to_the_terminal_width_without_shutil(columns):
+    """The help formatter finds the width itself (COLUMNS here, as shutil.get_terminal_size would)."""
+    res = run_cli("analytics", "--help", env={"COLUMNS": str(columns)})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert max(map(len, lines)) <= columns
+    assert (max(map(len, lines)) > 100) == (columns == 200)  # the wide terminal is really used

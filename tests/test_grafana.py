@@ -2,7 +2,6 @@
 promtool (each panel query as a recording rule) and with TypeScript against Grafana's own dashboard
 types (@grafana/schema). test_live_prometheus runs every query on real data."""
 
-import dataclasses
 import json
 import os
 import re
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, load_script
+from exporter.policy import Policy
 
 GRAFANA = os.path.join(ROOT, "grafana")
 TYPECHECK = os.path.join(GRAFANA, "typecheck")
@@ -95,8 +95,12 @@ def test_thresholds_come_from_the_policy(monkeypatch):
     assert thresholds(gpu, "Utilization") == [0.95] and thresholds(gpu, "Memory used") == [0.9]
     assert thresholds(routing, "Secondary-category share") == [0.30]
     assert thresholds(routing, "Mean secondary confidence") == [0.75]
-    monkeypatch.setattr(gen, "POLICY", dataclasses.replace(gen.POLICY, temperature_celsius=90.0,
-                                                           secondary_share_good=0.4))
+    class Changed(Policy):
+        __slots__ = ()
+        temperature_celsius = 90.0
+        secondary_share_good = 0.4
+
+    monkeypatch.setattr(gen, "POLICY", Changed())
     assert thresholds(gen.gpu_dashboard(), "Temperature") == [90]
     assert thresholds(gen.routing_dashboard(), "Secondary-category share") == [0.4]
 

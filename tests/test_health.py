@@ -52,3 +52,14 @@ def test_load_score_formula():
     s = GpuSnapshot(index=0, memory_used=40, memory_total=80, utilization=0.5, temperature=68.0)
     assert load_score(s) == pytest.approx(0.5 * 0.5 + 0.3 * 0.5 + 0.2 * 68 / 85)
     assert load_score(GpuSnapshot(index=0)) == 0.0
+
+
+def test_the_policy_cannot_be_changed_in_place():
+    """Every reader shares one POLICY: a change must be a new variant (a subclass), never an edit."""
+    from exporter.policy import POLICY
+
+    with pytest.raises(AttributeError):
+        POLICY.temperature_celsius = 20.0  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        POLICY.new_threshold = 1.0  # type: ignore[attr-defined]
+    assert POLICY.temperature_celsius == 85.0

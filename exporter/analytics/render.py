@@ -1,10 +1,15 @@
 """The report as markdown (the legacy sections, in order), plain text, or JSON; and the console
 summary."""
 
+from __future__ import annotations
+
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _f(v: float | None, digits: int = 2) -> str:

@@ -3,12 +3,17 @@
 Legacy thresholds (exporter/policy.py, which the dashboards share): a secondary-category share above
 30 % is good multi-category utilisation; a mean secondary confidence below 0.75 is low confidence."""
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from __future__ import annotations
 
-from exporter.common.quantile import RELATIVE_ERROR, nearest_ranks, sketch_quantiles
+from collections.abc import Iterable, Sequence
+
+from exporter.common.quantile import RELATIVE_ERROR, grouped_nearest_ranks, sketch_value
 from exporter.policy import POLICY
 from exporter.selectionlog.tally import Tally
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = "orchex.analytics/2"  # /2 added duration_percentiles
 SECONDARY_SHARE_GOOD = POLICY.secondary_share_good
@@ -16,12 +21,19 @@ SECONDARY_CONFIDENCE_LOW = POLICY.secondary_confidence_low
 PERCENTILES = (0.50, 0.95, 0.99)
 
 
-def _duration_percentiles(t: Tally) -> Callable[[dict[float, int]], dict[str, float | None]]:
-    """p50, p95 and p99 by nearest rank over exact durations, or over sketch buckets (each within
-    RELATIVE_ERROR of the durations it counts) once the log held more distinct durations than are
-    kept exactly."""
-    ranks: Callable[[Any, Sequence[float]], list[Any]] = nearest_ranks if t.sketch is None else sketch_quantiles
-    return lambda counts: {f"duration_ms_p{round(q * 100)}": v for q, v in zip(PERCENTILES, ranks(counts, PERCENTILES))}
+def _duration_percentiles(t: Tally) -> tuple[dict[str, dict[str, float | None]], dict[str, float | None]]:
+    """p50, p95 and p99 of each category and of all, by nearest rank over exact durations, or over
+    sketch buckets (each within RELATIVE_ERROR of the durations it counts) once the log held more
+    distinct durations than are kept exactly."""
+    def named(values: Sequence[float | None]) -> dict[str, float | None]:
+        return {f"duration_ms_p{round(q * 100)}": v for q, v in zip(PERCENTILES, values)}
+
+    if t.sketch is None:
+        by_category, overall = grouped_nearest_ranks(t.durations, PERCENTILES)
+        return {c: named(v) for c, v in by_category.items()}, named(overall)
+    by_bucket, buckets = grouped_nearest_ranks(t.sketch, PERCENTILES)
+    return ({c: named(list(map(sketch_value, v))) for c, v in by_bucket.items()},
+            named([None if i is None else sketch_value(i) for i in buckets]))
 
 
 def _by_requests(items: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -55,17 +67,14 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
         if not primary:
             secondary_conf += s
     secondary = sum(k for (_, _, p, _), k in t.selections.items() if not p)
-    percentiles = _duration_percentiles(t)
-    durations: dict[str, dict[float, int]] = {}
-    for (c, ms), k in (t.sketch or t.durations).items():
-        durations.setdefault(c, {})[ms] = k
+    percentiles, all_percentiles = _duration_percentiles(t)
+    none = dict.fromkeys(all_percentiles)
     per_category = []
     for c, v in _by_requests(cats.items()):
-        d = durations.get(c, {})
         row = {"category": c, "requests": v["requests"], "models_used": len(v["models"]),
                "mean_score": score_by_cat.get(c, 0.0) / v["requests"],
                "mean_confidence": conf_by_cat.get(c, 0.0) / v["requests"],
-               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"], **percentiles(d)}
+               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"], **percentiles.get(c, none)}
         if t.extended:
             row["fallbacks"] = sum(k for (fc, _), k in t.fallbacks.items() if fc == c)
         per_category.append(row)
@@ -74,17 +83,13 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
                   "primary": v["primary"], "secondary": v["secondary"]}
                  for m, v in _by_requests(models.items())]
     multi = [row for row in per_model if row["categories_served"] > 1]
-    all_durations: dict[float, int] = {}
-    for d in durations.values():
-        for ms, k in d.items():
-            all_durations[ms] = all_durations.get(ms, 0) + k
     share = secondary / n if n else 0.0
     mean_secondary_conf = secondary_conf / secondary if secondary else 0.0
     effectiveness = {
         "unique_models": len(models), "multi_category_models": len(multi),
         "secondary_selections": secondary, "secondary_share": share,
         "mean_secondary_confidence": mean_secondary_conf,
-        "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0, **percentiles(all_durations),
+        "mean_duration_ms": sum(t.duration_sum.values()) / n if n else 0.0, **all_percentiles,
         "gpus": [{"gpu": g or "none", "selections": k, "share": k / n}
                  for g, k in sorted(gpus.items(), key=lambda kv: (-kv[1], kv[0]))],
     }

@@ -1,10 +1,14 @@
 """`orchex analytics FILE...`: the legacy routing reports from selection logs."""
 
+from __future__ import annotations
+
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
 if TYPE_CHECKING:
+    from typing import Any
+
     from exporter.selectionlog.tally import Tally
 
 
@@ -26,12 +30,12 @@ def add_parser(sub: Any) -> None:
 
 def _time(flag: str, text: str | None) -> str | None:
     """`YYYY-MM-DD HH:MM:SS` from a --since/--until value: a real date, or a UsageError naming the flag."""
+    if text is None:
+        return None
     import datetime
 
     from exporter.errors import UsageError
 
-    if text is None:
-        return None
     for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
         try:
             return datetime.datetime.strptime(text.strip(), fmt).strftime("%Y-%m-%d %H:%M:%S")
@@ -81,7 +85,7 @@ class Progress:
         sys.stderr.write("\n")
 
 
-def _nothing_counted(total: "Tally", paths: list[str], since: str | None, until: str | None) -> int:
+def _nothing_counted(total: Tally, paths: list[str], since: str | None, until: str | None) -> int:
     """No valid row at all is bad input (exit 2, with why); valid rows all outside --since/--until
     is an empty answer (exit 1), said in words of its own."""
     from exporter.errors import UsageError
@@ -153,6 +157,9 @@ def run(args: argparse.Namespace) -> int | None:
             raise UsageError(f"{p}: no selection rows")
     if bar:
         bar.close()
+    # The counts live until exit, where the interpreter's last collections would walk every object
+    # again (3 ms of a 10,000-row report): frozen objects are left out of them.
+    gc.freeze()
     if not total.rows:
         return _nothing_counted(total, paths, since, until)
     report = stats.compute(total, paths, generated_time())

@@ -28,7 +28,7 @@ typedef struct { const char *p; Py_ssize_t n; } span;
 
 typedef struct {
     span cat, model, gpu;
-    int primary, used;
+    int primary;
     uint64_t hash;
     Py_ssize_t rows, extended, fallbacks;
     double confidence, score, duration;
@@ -37,7 +37,6 @@ typedef struct {
 typedef struct {
     span cat;
     int64_t value;  /* the duration's bits, or its sketch bucket */
-    int used;
     uint64_t hash;
     Py_ssize_t rows;
 } duration_entry;
@@ -163,8 +162,8 @@ static int add(PyObject *d, PyObject *key, PyObject *v) {
 
 /* Fold the grouped chunk into the tally's dicts, key by key in first-seen order: the order, and so
  * the float sums, of Tally._fold. Returns the rows that carried the fallback column, or -1. */
-static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t *key_order, Py_ssize_t nkeys,
-                        duration_entry *durs, Py_ssize_t *dur_order, Py_ssize_t ndurs, int sketch) {
+static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_entry *durs, Py_ssize_t ndurs,
+                        int sketch) {
     static const char *names[] = {"selections", "pairs", "confidence_sum", "score_sum", "duration_sum",
                                   "fallbacks", "durations", "sketch"};
     PyObject *d[8] = {NULL};
@@ -181,7 +180,7 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t *key_order,
         if (!PyDict_Check(d[i])) { PyErr_SetString(PyExc_TypeError, "tally counts are not dicts"); goto done; }
     extended = 0;
     for (Py_ssize_t i = 0; i < nkeys && extended >= 0; i++) {
-        key_entry *e = &keys[key_order[i]];
+        key_entry *e = &keys[i];
         PyObject *c = text(cache, e->cat), *m = text(cache, e->model), *g = text(cache, e->gpu);
         PyObject *p = e->primary ? Py_True : Py_False;
         PyObject *key = (c && m && g) ? PyTuple_Pack(4, c, m, p, g) : NULL;
@@ -196,7 +195,7 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t *key_order,
         Py_XDECREF(c); Py_XDECREF(m); Py_XDECREF(g); Py_XDECREF(key); Py_XDECREF(pair); Py_XDECREF(key3);
     }
     for (Py_ssize_t i = 0; i < ndurs && extended >= 0; i++) {
-        duration_entry *e = &durs[dur_order[i]];
+        duration_entry *e = &durs[i];
         PyObject *value;
         if (sketch) {
             value = PyLong_FromLongLong(e->value);
@@ -229,13 +228,17 @@ static PyObject *fold(PyObject *self, PyObject *args) {
     Py_ssize_t lines = 0;
     for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + size - q))); q++) lines++;
 
+    if (lines > INT32_MAX / 4) Py_RETURN_NONE;
+    /* Entries are kept dense, in first-seen order, and found through tables of indices (+1; 0 is
+     * empty): a chunk touches memory for the keys it has, not for every line it might have had. In a
+     * virtual machine each new page costs microseconds, more than parsing a row. */
     Py_ssize_t cap = 16;
     while (cap < 2 * lines) cap <<= 1;
-    key_entry *keys = calloc((size_t)cap, sizeof *keys);
-    duration_entry *durs = calloc((size_t)cap, sizeof *durs);
-    Py_ssize_t *key_order = malloc((size_t)cap * sizeof *key_order), *dur_order = malloc((size_t)cap * sizeof *dur_order);
+    key_entry *keys = malloc((size_t)lines * sizeof *keys);
+    duration_entry *durs = malloc((size_t)lines * sizeof *durs);
+    int32_t *key_slots = calloc((size_t)cap, sizeof *key_slots), *dur_slots = calloc((size_t)cap, sizeof *dur_slots);
     PyObject *out = NULL;
-    if (!keys || !durs || !key_order || !dur_order) { PyErr_NoMemory(); goto done; }
+    if (!keys || !durs || !key_slots || !dur_slots) { PyErr_NoMemory(); goto done; }
 
     const double inv_log_gamma = 1 / log((1 + 0.01) / (1 - 0.01));
     Py_ssize_t width = -1, nkeys = 0, ndurs = 0, count = 0;
@@ -273,13 +276,15 @@ static PyObject *fold(PyObject *self, PyObject *args) {
         uint64_t h = fnv(fnv(fnv(fnv(14695981039346656037ULL, f[1].p, f[1].n) * 31, f[2].p, f[2].n) * 31,
                              f[6].p, f[6].n), primary ? "t" : "f", 1);
         Py_ssize_t i = (Py_ssize_t)(h & (uint64_t)(cap - 1));
-        while (keys[i].used && !(keys[i].hash == h && keys[i].primary == primary && same(keys[i].cat, f[1]) &&
-                                 same(keys[i].model, f[2]) && same(keys[i].gpu, f[6])))
+        key_entry *e;
+        while ((e = key_slots[i] ? &keys[key_slots[i] - 1] : NULL) &&
+               !(e->hash == h && e->primary == primary && same(e->cat, f[1]) && same(e->model, f[2]) &&
+                 same(e->gpu, f[6])))
             i = (i + 1) & (cap - 1);
-        key_entry *e = &keys[i];
-        if (!e->used) {
-            e->used = 1, e->hash = h, e->cat = f[1], e->model = f[2], e->gpu = f[6], e->primary = primary;
-            key_order[nkeys++] = i;
+        if (!e) {
+            e = &keys[nkeys];
+            *e = (key_entry){.hash = h, .cat = f[1], .model = f[2], .gpu = f[6], .primary = primary};
+            key_slots[i] = (int32_t)++nkeys;
         }
         e->rows++;
         e->confidence += conf;
@@ -295,20 +300,23 @@ static PyObject *fold(PyObject *self, PyObject *args) {
         else memcpy(&value, &dur, sizeof value);
         uint64_t dh = fnv(14695981039346656037ULL, f[1].p, f[1].n) ^ ((uint64_t)value * 0x9E3779B97F4A7C15ULL);
         Py_ssize_t j = (Py_ssize_t)(dh & (uint64_t)(cap - 1));
-        while (durs[j].used && !(durs[j].hash == dh && durs[j].value == value && same(durs[j].cat, f[1])))
+        duration_entry *d;
+        while ((d = dur_slots[j] ? &durs[dur_slots[j] - 1] : NULL) &&
+               !(d->hash == dh && d->value == value && same(d->cat, f[1])))
             j = (j + 1) & (cap - 1);
-        if (!durs[j].used) {
-            durs[j].used = 1, durs[j].hash = dh, durs[j].value = value, durs[j].cat = f[1];
-            dur_order[ndurs++] = j;
+        if (!d) {
+            d = &durs[ndurs];
+            *d = (duration_entry){.hash = dh, .value = value, .cat = f[1]};
+            dur_slots[j] = (int32_t)++ndurs;
         }
-        durs[j].rows++;
+        d->rows++;
 
         if (!first.p || memcmp(f[0].p, first.p, 19) < 0) first = f[0];
         if (!last.p || memcmp(f[0].p, last.p, 19) > 0) last = f[0];
         count++;
         line = nl + 1;
     }
-    Py_ssize_t extended = apply(tally, keys, key_order, nkeys, durs, dur_order, ndurs, sketch);
+    Py_ssize_t extended = apply(tally, keys, nkeys, durs, ndurs, sketch);
     if (extended >= 0) out = Py_BuildValue("(NNnn)", PyUnicode_DecodeUTF8(first.p, first.n, "strict"),
                                            PyUnicode_DecodeUTF8(last.p, last.n, "strict"), count, extended);
     goto done;
@@ -318,8 +326,8 @@ bail:
 done:
     free(keys);
     free(durs);
-    free(key_order);
-    free(dur_order);
+    free(key_slots);
+    free(dur_slots);
     return out;
 }
 

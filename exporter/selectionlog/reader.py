@@ -3,28 +3,30 @@
 Files are read in 384 KiB blocks (BLOCK) cut at the last newline, so memory stays flat however large the input.
 """
 
+from __future__ import annotations
+
 import glob
-import gzip
 import io
 import os
 import stat
 import sys
-import zlib
 from collections.abc import Callable, Iterable
-from typing import IO, TYPE_CHECKING, Any
 
 from exporter.errors import UsageError
 from exporter.inputfile import open_regular
 from exporter.selectionlog.rows import MAX_LINE, fallback_column, is_header
 from exporter.selectionlog.tally import Source, Tally
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
 if TYPE_CHECKING:
+    import gzip
     import logging
+    from typing import IO, Any
 
 Progress = Callable[[int], None]  # told the bytes read so far
 
 
-def _log() -> "logging.Logger":
+def _log() -> logging.Logger:
     """The exporter's logger, imported only by the Follower: a report does not pay for logging."""
     import logging
 
@@ -40,13 +42,13 @@ SKIPPING = b"\n(skipping an over-long line)"
 TAIL = 64  # bytes that identify where a followed file was read to
 
 
-def _feed(tally: Tally, src: Source, data: bytes, final: bool = False) -> None:
+def _feed(tally: Tally, src: Source, data: bytes | memoryview, final: bool = False) -> None:
     """Decode bytes of whole lines (and, when final, a last partial one) into the tally."""
     try:
-        text = data.decode("utf-8")
+        text = str(data, "utf-8")
     except UnicodeDecodeError:
         # Only the lines that are not UTF-8 are lost; their neighbours still count.
-        parts = data.split(b"\n")
+        parts = bytes(data).split(b"\n")
         good = []
         for i, part in enumerate(parts):
             try:
@@ -70,6 +72,8 @@ def open_input(path: str) -> IO[bytes]:
         return sys.stdin.buffer
     f = os.fdopen(open_regular(path), "rb")
     if f.peek(2)[:2] == b"\x1f\x8b":
+        import gzip  # here, not above: a report on a plain file does not pay for it at start-up
+
         limit = max(GZIP_MIN_ALLOWANCE, GZIP_MAX_RATIO * os.fstat(f.fileno()).st_size)
         return io.BufferedReader(_Bounded(gzip.GzipFile(fileobj=f), limit, path))
     return f
@@ -80,7 +84,10 @@ class _Bounded(io.RawIOBase):
     497 KiB that expand to 500 MiB of newlines) and turns a corrupt stream into one line."""
 
     def __init__(self, inner: gzip.GzipFile, limit: int, path: str) -> None:
+        import zlib
+
         self.inner, self.limit, self.path, self.done = inner, limit, path, 0
+        self.corrupt = (OSError, EOFError, zlib.error)
 
     def readable(self) -> bool:
         return True
@@ -88,7 +95,7 @@ class _Bounded(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             n = self.inner.readinto(buffer)
-        except (OSError, EOFError, zlib.error) as e:
+        except self.corrupt as e:
             raise UsageError(f"{self.path}: corrupt gzip stream: {e}") from None
         self.done += n
         if self.done > self.limit:
@@ -116,7 +123,7 @@ def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", lim
         if not block:
             break
         done += len(block)
-        tail = (tail + block)[-TAIL:]
+        tail = (tail + block[-TAIL:])[-TAIL:]
         if rest is SKIPPING:  # inside an over-long line: drop up to its end
             end = block.find(b"\n")
             if end < 0:
@@ -125,7 +132,7 @@ def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", lim
         data = rest + block
         cut = data.rfind(b"\n") + 1
         if cut:
-            _feed(tally, src, data[:cut])
+            _feed(tally, src, memoryview(data)[:cut])  # a view: a copy of a block would cost its pages
         rest = data[cut:]
         if len(rest) > MAX_LINE:
             tally.reject("length", src, src.line)

@@ -13,6 +13,8 @@ cheaper a row. It declines (None) anything that is not plainly valid, which then
 way; tests hold its counts and sums equal to the Python path's.
 """
 
+from __future__ import annotations
+
 import csv
 import re
 from bisect import bisect_left
@@ -21,7 +23,6 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
 from types import ModuleType
-from typing import Any
 
 from exporter.common.quantile import sketch_indices
 from exporter.selectionlog.rows import (
@@ -33,6 +34,10 @@ from exporter.selectionlog.rows import (
     fallback_column,
     is_header,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _kernel: ModuleType | None
 try:
@@ -359,7 +364,7 @@ class Tally:
 
     # -- combining -----------------------------------------------------------------------------------
 
-    def merge(self, other: "Tally", line_offset: int = 0) -> None:
+    def merge(self, other: Tally, line_offset: int = 0) -> None:
         """Add another tally's counts (read from a later part of the same input: its example line
         numbers move down by `line_offset`)."""
         for name in ("selections", "pairs", "score_sum", "confidence_sum", "duration_sum", "fallbacks", "rejected",
