@@ -24,12 +24,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The C fold of the selection-log reader (exporter/selectionlog/_fold.c), built again when its source
-# is newer or when it is missing (a compiler installed by system-deps after the first install).
+# The report's C kernels (exporter/selectionlog/_fold.c, exporter/common/_ranks.c), built again when
+# a source is newer than its module or the module is missing (a compiler installed by system-deps
+# after the first install).
+KERNELS := exporter/selectionlog/_fold.c exporter/common/_ranks.c
 kernel: install
-	@so=$$(ls exporter/selectionlog/_fold*.so 2>/dev/null | head -n 1); \
-	if [ -z "$$so" ] || [ exporter/selectionlog/_fold.c -nt "$$so" ]; then \
-	  $(BIN)/pip install --no-deps -e . >> $(VENV)/install.log 2>&1 || true; fi
+	@for c in $(KERNELS); do so=$$(ls $${c%.c}*.so 2>/dev/null | head -n 1); \
+	  if [ -z "$$so" ] || [ $$c -nt "$$so" ]; then stale=1; fi; done; \
+	if [ -n "$$stale" ]; then $(BIN)/pip install --no-deps -e . >> $(VENV)/install.log 2>&1 || true; fi
 
 # The exporter on the embedded default (NVML when a driver answers, else the simulated fleet) plus
 # demo routing traffic through the real selector, written to the log the exporter follows.

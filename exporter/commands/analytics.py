@@ -116,6 +116,10 @@ def _check_files(paths: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int | None:
     import gc
+
+    # Counting allocates millions of short-lived objects and no reference cycles, and so does
+    # importing what counts them: the cyclic collector would only rescan them.
+    gc.disable()
     import os
 
     from exporter.analytics import render, stats
@@ -132,9 +136,6 @@ def run(args: argparse.Namespace) -> int | None:
         raise UsageError("--output: applies to --report")
     paths = expand(args.files)
     _check_files(paths)
-    # Counting allocates millions of short-lived strings and no reference cycles: the cyclic
-    # collector would only rescan them.
-    gc.disable()
 
     def make() -> Tally:
         return Tally(since=since, until=until)

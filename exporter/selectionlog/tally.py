@@ -15,7 +15,6 @@ way; tests hold its counts and sums equal to the Python path's.
 
 from __future__ import annotations
 
-import csv
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
@@ -246,6 +245,8 @@ class Tally:
             if not line.strip():
                 continue
             if '"' in line:
+                import csv  # here: only a quoted field needs it, and a report's start-up would pay for it
+
                 try:
                     fields = next(csv.reader([line], strict=True))
                 except csv.Error:

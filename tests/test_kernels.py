@@ -1,6 +1,8 @@
-"""The C fold (exporter/selectionlog/_fold.c) against the Python fold it stands in for: the same
-counts and the same float sums to the last bit, on plain chunks of every number form; and None,
-with nothing counted, for every chunk it should leave to Python."""
+"""The report's C kernels against the Python they stand in for. The fold
+(exporter/selectionlog/_fold.c): the same counts and the same float sums to the last bit, on plain
+chunks of every number form; and None, with nothing counted, for every chunk it should leave to
+Python. The percentiles (exporter/common/_ranks.c): the same values, the same objects, in the same
+order; and None for every input it should leave to Python."""
 
 import copy
 
@@ -8,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.common import quantile
 from exporter.selectionlog import tally as tally_module
 from exporter.selectionlog.tally import Source, Tally
 
@@ -117,3 +120,64 @@ def test_a_report_tally_takes_the_kernel_and_the_exporter_tally_does_not():
     assert Tally()._plain()
     assert not Tally(buckets=(0.1, 1.0))._plain() and not Tally(since="2026-01-01 00:00:00")._plain()
     assert not Tally(label=lambda kind, value: value)._plain()
+
+
+RANKS = quantile._kernel
+QS = (0.5, 0.95, 0.99)
+
+
+def test_the_ranks_kernel_is_built():
+    assert RANKS is not None, "exporter/common/_ranks.c was not built: is a C compiler installed?"
+
+
+def python_ranks(counts, qs):
+    kernel, quantile._kernel = quantile._kernel, None
+    try:
+        return quantile.grouped_nearest_ranks(counts, qs)
+    finally:
+        quantile._kernel = kernel
+
+
+def exactly(result):
+    """The result with each value's repr (0.0 and -0.0 apart) and the groups in their order."""
+    by_group, overall = result
+    return [(g, list(map(repr, v))) for g, v in by_group.items()], list(map(repr, overall))
+
+
+# Groups are built afresh, so that equal strings arrive as different objects, as they do from the fold.
+GROUP = st.sampled_from(["code", "math", "é", "模型", "a", "ab", ""]).map(lambda s: "".join(list(s)))
+VALUE = st.one_of(st.floats(0, 2000).map(lambda x: float(f"{x:.3f}")),
+                  st.sampled_from([0.0, -0.0, 1.0, 1.5, 1e7, 5e-324]), st.floats(allow_nan=False))
+BUCKET = st.integers(-(2**53), 2**53)
+COUNTS = st.one_of(st.dictionaries(st.tuples(GROUP, VALUE), st.integers(1, 5), min_size=1, max_size=300),
+                   st.dictionaries(st.tuples(GROUP, BUCKET), st.integers(1, 5), min_size=1, max_size=300))
+QUANTILES = st.one_of(st.just(QS), st.lists(st.floats(0, 1), min_size=1, max_size=5).map(tuple))
+
+
+@settings(max_examples=500, deadline=None)
+@given(COUNTS, QUANTILES)
+def test_ranks_are_the_python_ranks_to_the_object(counts, qs):
+    c = RANKS.ranks(counts, qs)
+    assert c is not None
+    assert exactly(c) == exactly(python_ranks(counts, qs))
+
+
+def test_ranks_agree_on_ten_thousand_distinct_durations_and_their_sketch():
+    from exporter.selectionlog.tally import _sketched
+
+    counts = {(f"c{i % 10}", (i * 15485863) % 2000000 / 1000): 1 + i % 3 for i in range(10_000)}
+    counts[("c3", 0.0)], counts[("c4", -0.0)] = 2, 2  # equal values in two groups: first seen wins ties
+    for data in (counts, _sketched(counts)):
+        c = RANKS.ranks(data, QS)
+        assert c is not None and len(c[0]) == 10
+        assert exactly(c) == exactly(python_ranks(data, QS))
+
+
+@pytest.mark.parametrize("counts, qs", [
+    ({}, QS), ({("a", float("nan")): 1}, QS), ({("a", True): 1}, QS), ({("a", 2**60): 1}, QS),
+    ({("a", "1.0"): 1}, QS), ({(b"a", 1.0): 1}, QS), ({("a", 1.0, 2.0): 1}, QS), ({"a": 1}, QS),
+    ({("a", 1.0): -1}, QS), ({("a", 1.0): 0}, QS), ({("a", 1.0): 1.0}, QS),
+    ({("a", 1.0): 1}, (0.5, 1.5)), ({("a", 1.0): 1}, (float("nan"),)),
+])
+def test_ranks_decline_what_python_must_judge(counts, qs):
+    assert RANKS.ranks(counts, qs) is None
