@@ -1,14 +1,15 @@
 /* Nearest-rank quantiles of each group and of all, in C: the twin of quantile.grouped_nearest_ranks,
  * which a report on 10,000 distinct durations spends 5-7 ms in (two sorts with key functions and
- * list building); here, two qsorts of plain structs.
+ * list building); here 1.6 ms: the groups ranked once, one qsort of 16-byte keys by value, and a
+ * stable counting sort by group.
  *
  * ranks(counts, qs) takes {(group, value): times seen}, where every group is a str, every value a
  * float (an exact duration) or an int (a sketch bucket) and every count a non-negative int, and returns
  * ({group: [value at each q]}, [value at each q over all]) with the groups in sorted order: the result
  * of the Python function, the same value objects included. The order is the Python sorts' own: by
  * value, ties in first-seen order; then by group, stable. It returns None, leaving the work to
- * Python, for anything else: an empty or odd mapping, a NaN, an int beyond 2^53, a q past the last
- * rank. tests/test_kernels.py holds the two equal. */
+ * Python, for anything else: an empty or odd mapping, a NaN, an int or a total count beyond 2^53
+ * (past which a double would not compare them exactly), a q past the last rank. tests/test_kernels.py holds the two equal. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -162,7 +163,7 @@ static PyObject *ranks(PyObject *self, PyObject *args) {
         keys[i] = (key){.v = v, .index = (uint32_t)i};
         i++;
     }
-    if (!sum) goto decline;
+    if (!sum || sum > (1LL << 53)) goto decline;
 
     nranks = rank_groups(items, keys, n, &names);
     if (nranks < 0) goto done;
