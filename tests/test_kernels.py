@@ -1,8 +1,9 @@
-"""The report's C kernels against the Python they stand in for. The fold
-(exporter/selectionlog/_fold.c): the same counts and the same float sums to the last bit, on plain
-chunks of every number form; and None, with nothing counted, for every chunk it should leave to
-Python. The percentiles (exporter/common/_ranks.c): the same values, the same objects, in the same
-order; and None for every input it should leave to Python."""
+"""The C kernels against the Python they stand in for. The fold (exporter/selectionlog/_fold.c):
+the same counts and the same float sums to the last bit, on plain chunks of every number form, for
+a report's tally (fold) and for the exporter's, which renames, budgets and buckets (group); and
+None, with nothing counted, for every chunk it should leave to Python. The percentiles
+(exporter/common/_ranks.c): the same values, the same objects, in the same order; and None for every
+input it should leave to Python."""
 
 import copy
 
@@ -16,7 +17,7 @@ from exporter.selectionlog.tally import Source, Tally
 
 KERNEL = tally_module._kernel
 STATE = ("rows", "extended", "selections", "pairs", "confidence_sum", "score_sum", "duration_sum", "fallbacks",
-         "durations", "sketch", "first", "last", "rejected")
+         "durations", "sketch", "first", "last", "rejected", "overflow")
 
 
 def test_the_kernel_is_built():
@@ -116,10 +117,75 @@ def test_it_declines_what_python_must_judge_and_counts_nothing(bad):
     assert state(t) == before
 
 
-def test_a_report_tally_takes_the_kernel_and_the_exporter_tally_does_not():
+def test_a_report_tally_takes_the_fold_and_the_exporter_tally_the_grouping():
     assert Tally()._plain()
     assert not Tally(buckets=(0.1, 1.0))._plain() and not Tally(since="2026-01-01 00:00:00")._plain()
     assert not Tally(label=lambda kind, value: value)._plain()
+    calls = []
+
+    class Spy:
+        def fold(self, *args):
+            calls.append("fold")
+            return KERNEL.fold(*args)
+
+        def group(self, *args):
+            calls.append("group")
+            return KERNEL.group(*args)
+
+    kernel, tally_module._kernel = tally_module._kernel, Spy()
+    try:
+        for t in (Tally(), exporter_tally(), Tally(since="2026-01-01 00:00:00")):
+            t.add_text(GOOD, Source("f"))
+            assert t.rows == 1
+    finally:
+        tally_module._kernel = kernel
+    assert calls == ["fold", "group"]  # a time window is the Python path's alone
+
+
+def exporter_tally(max_values=2, max_series=40):
+    """A tally as the routing collector makes it: small caps, so that values and series overflow."""
+    from exporter.collectors.routing import BUCKETS, LabelCap, SeriesBudget
+
+    cap = LabelCap({"category": {"code"}, "model": {"m1"}}, max_values)
+    return Tally(buckets=BUCKETS, label=cap, admit=SeriesBudget(max_series))
+
+
+def exporter_state(t):
+    return state(t), {k: sorted(v) for k, v in t.label.extra.items()}, t.admit.used
+
+
+def fed(chunks, kernel):
+    t = exporter_tally()
+    saved, tally_module._kernel = tally_module._kernel, kernel
+    try:
+        for text in chunks:
+            t.add_text(text, Source("f"))
+    finally:
+        tally_module._kernel = saved
+    return t
+
+
+WIDE_ROWS = st.lists(st.builds(plain_row, st.integers(0, 10**6), st.sampled_from(["code", "math", "vision", "é", "c5"]),
+                               st.sampled_from(["m1", "m2", "模型", "m4"]), st.sampled_from(["true", "false"]),
+                               NUMBER.filter(lambda v: 0 <= float(v) <= 1), SCORE,
+                               st.sampled_from(["", "0", "7", "123456"]),
+                               DURATION.filter(lambda v: 0 <= float(v) <= 1e7),
+                               st.sampled_from([None, "true", "false"])),
+                     min_size=1, max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(WIDE_ROWS, min_size=1, max_size=4))
+def test_grouped_chunks_count_as_the_python_path_counts_them(chunks):
+    """Label caps, the series budget and histogram buckets applied to the C grouping give the Python
+    path's counts, sums to the last bit, overflow counts, admitted values and budget, chunk after chunk."""
+    texts = ["".join(rows) for rows in chunks]
+    assert exporter_state(fed(texts, KERNEL)) == exporter_state(fed(texts, None))
+
+
+def test_grouping_declines_what_python_must_judge():
+    assert KERNEL.group(GOOD * 3 + "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,-1\n", 8) is None
+    assert KERNEL.group(GOOD.rstrip("\n"), 8) is None
 
 
 RANKS = quantile._kernel

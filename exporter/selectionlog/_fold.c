@@ -11,7 +11,11 @@
  * score_sum, duration_sum, fallbacks, and durations, or sketch when `sketch`), key by key in the
  * order Tally._fold adds them, so the float sums are the same to the last bit; and it returns
  * (first timestamp, last timestamp, rows, rows that carried the fallback column). Nothing is added
- * before the whole chunk has been read and found plainly valid. */
+ * before the whole chunk has been read and found plainly valid.
+ *
+ * group(text, fallback_column) reads a chunk the same way for the exporter's tally, which renames
+ * label values, budgets series and buckets durations: it returns the rows grouped by key with their
+ * sums, and each row's key and duration, and Python does the rest once a key (Tally._fold_groups). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -30,7 +34,7 @@ typedef struct {
     span cat, model, gpu;
     int primary;
     uint64_t hash;
-    Py_ssize_t rows, extended, fallbacks;
+    Py_ssize_t rows, fallbacks;
     double confidence, score, duration;
 } key_entry;
 
@@ -161,13 +165,13 @@ static int add(PyObject *d, PyObject *key, PyObject *v) {
 }
 
 /* Fold the grouped chunk into the tally's dicts, key by key in first-seen order: the order, and so
- * the float sums, of Tally._fold. Returns the rows that carried the fallback column, or -1. */
-static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_entry *durs, Py_ssize_t ndurs,
+ * the float sums, of Tally._fold. Returns 0, or -1 with an exception set. */
+static int apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_entry *durs, Py_ssize_t ndurs,
                         int sketch) {
     static const char *names[] = {"selections", "pairs", "confidence_sum", "score_sum", "duration_sum",
                                   "fallbacks", "durations", "sketch"};
     PyObject *d[8] = {NULL};
-    Py_ssize_t extended = -1;
+    int rc = -1;
     strings *cache = calloc(1, sizeof *cache);
     if (!cache) { PyErr_NoMemory(); return -1; }
     for (int i = 0; i < 8; i++) {
@@ -178,8 +182,8 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, dura
     if (!PyDict_Check(into)) { PyErr_SetString(PyExc_TypeError, "tally durations are not a dict"); goto done; }
     for (int i = 0; i < 7; i++)
         if (!PyDict_Check(d[i])) { PyErr_SetString(PyExc_TypeError, "tally counts are not dicts"); goto done; }
-    extended = 0;
-    for (Py_ssize_t i = 0; i < nkeys && extended >= 0; i++) {
+    rc = 0;
+    for (Py_ssize_t i = 0; i < nkeys && !rc; i++) {
         key_entry *e = &keys[i];
         PyObject *c = text(cache, e->cat), *m = text(cache, e->model), *g = text(cache, e->gpu);
         PyObject *p = e->primary ? Py_True : Py_False;
@@ -189,12 +193,10 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, dura
             add(d[2], key3, PyFloat_FromDouble(e->confidence)) || add(d[3], pair, PyFloat_FromDouble(e->score)) ||
             add(d[4], c, PyFloat_FromDouble(e->duration)) ||
             (e->fallbacks && add(d[5], pair, PyLong_FromSsize_t(e->fallbacks))))
-            extended = -1;
-        else
-            extended += e->extended;
+            rc = -1;
         Py_XDECREF(c); Py_XDECREF(m); Py_XDECREF(g); Py_XDECREF(key); Py_XDECREF(pair); Py_XDECREF(key3);
     }
-    for (Py_ssize_t i = 0; i < ndurs && extended >= 0; i++) {
+    for (Py_ssize_t i = 0; i < ndurs && !rc; i++) {
         duration_entry *e = &durs[i];
         PyObject *value;
         if (sketch) {
@@ -205,44 +207,60 @@ static Py_ssize_t apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, dura
             value = PyFloat_FromDouble(v);
         }
         PyObject *c = value ? text(cache, e->cat) : NULL, *key = c ? PyTuple_Pack(2, c, value) : NULL;
-        if (!key || add(into, key, PyLong_FromSsize_t(e->rows))) extended = -1;
+        if (!key || add(into, key, PyLong_FromSsize_t(e->rows))) rc = -1;
         Py_XDECREF(value); Py_XDECREF(c); Py_XDECREF(key);
     }
 done:
     for (int i = 0; i < 8; i++) Py_XDECREF(d[i]);
     strings_free(cache);
     free(cache);
-    return extended;
+    return rc;
 }
 
-static PyObject *fold(PyObject *self, PyObject *args) {
-    PyObject *str, *tally;
-    Py_ssize_t fallback_col;
-    int sketch;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "UnpO", &str, &fallback_col, &sketch, &tally)) return NULL;
-    Py_ssize_t size;
-    const char *buf = PyUnicode_AsUTF8AndSize(str, &size);
-    if (!buf) return NULL;
-    if (size == 0 || buf[size - 1] != '\n') Py_RETURN_NONE;
+/* One chunk's rows grouped by key (and by duration, or row by row), in first-seen order. Entries
+ * are kept dense and found through tables of indices (+1; 0 is empty): a chunk touches memory for
+ * the keys it has, not for every line it might have had. In a virtual machine each new page costs
+ * microseconds, more than parsing a row. */
+typedef struct {
+    key_entry *keys;
+    duration_entry *durs;        /* by_duration: (category, duration or sketch bucket) -> rows */
+    int32_t *key_slots, *dur_slots;
+    int32_t *row_key;            /* by_row: each row's key */
+    double *row_dur;             /* by_row: each row's duration */
+    Py_ssize_t nkeys, ndurs, count, extended;
+    span first, last;
+} chunk;
+
+static void chunk_free(chunk *ch) {
+    free(ch->keys), free(ch->durs), free(ch->key_slots), free(ch->dur_slots), free(ch->row_key), free(ch->row_dur);
+}
+
+/* Read a chunk of whole lines: 1 when every row is plainly valid, 0 when any is not (the caller
+ * declines), -1 with an exception set when memory runs out. */
+static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fallback_col, int sketch, int by_row) {
+    *ch = (chunk){0};
+    if (size == 0 || buf[size - 1] != '\n') return 0;
     Py_ssize_t lines = 0;
     for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + size - q))); q++) lines++;
-
-    if (lines > INT32_MAX / 4) Py_RETURN_NONE;
-    /* Entries are kept dense, in first-seen order, and found through tables of indices (+1; 0 is
-     * empty): a chunk touches memory for the keys it has, not for every line it might have had. In a
-     * virtual machine each new page costs microseconds, more than parsing a row. */
+    if (lines > INT32_MAX / 4) return 0;
     Py_ssize_t cap = 16;
     while (cap < 2 * lines) cap <<= 1;
-    key_entry *keys = malloc((size_t)lines * sizeof *keys);
-    duration_entry *durs = malloc((size_t)lines * sizeof *durs);
-    int32_t *key_slots = calloc((size_t)cap, sizeof *key_slots), *dur_slots = calloc((size_t)cap, sizeof *dur_slots);
-    PyObject *out = NULL;
-    if (!keys || !durs || !key_slots || !dur_slots) { PyErr_NoMemory(); goto done; }
+    ch->keys = malloc((size_t)lines * sizeof *ch->keys);
+    ch->key_slots = calloc((size_t)cap, sizeof *ch->key_slots);
+    if (by_row) {
+        ch->row_key = malloc((size_t)lines * sizeof *ch->row_key);
+        ch->row_dur = malloc((size_t)lines * sizeof *ch->row_dur);
+    } else {
+        ch->durs = malloc((size_t)lines * sizeof *ch->durs);
+        ch->dur_slots = calloc((size_t)cap, sizeof *ch->dur_slots);
+    }
+    if (!ch->keys || !ch->key_slots || (by_row ? !ch->row_key || !ch->row_dur : !ch->durs || !ch->dur_slots)) {
+        PyErr_NoMemory();
+        return -1;
+    }
 
     const double inv_log_gamma = 1 / log((1 + 0.01) / (1 - 0.01));
-    Py_ssize_t width = -1, nkeys = 0, ndurs = 0, count = 0;
-    span first = {NULL, 0}, last = {NULL, 0};
+    Py_ssize_t width = -1;
     const char *line = buf, *end = buf + size;
     while (line < end) {
         const char *nl = memchr(line, '\n', (size_t)(end - line));
@@ -261,78 +279,139 @@ static PyObject *fold(PyObject *self, PyObject *args) {
             }
         }
         if (width < 0) width = nf;
-        if (nf != width || nf < 8) goto bail;
+        if (nf != width || nf < 8) return 0;
         double conf, score, dur;
         if (!timestamp_ok(f[0]) || !f[1].n || !f[2].n || !number(f[4], &conf) || !number(f[5], &score) ||
             !gpu_ok(f[6]) || !number(f[7], &dur))
-            goto bail;
+            return 0;
         int primary;
         if (f[3].n == 4 && memcmp(f[3].p, "true", 4) == 0) primary = 1;
         else if (f[3].n == 5 && memcmp(f[3].p, "false", 5) == 0) primary = 0;
-        else goto bail;
-        if (conf < 0 || conf > 1 || fabs(score) > SCORE_LIMIT || dur < 0 || dur > DURATION_LIMIT_MS) goto bail;
-        if (dur == 0 && signbit(dur)) goto bail;  /* -0.0: Python merges it with 0.0 under the first-seen key */
+        else return 0;
+        if (conf < 0 || conf > 1 || fabs(score) > SCORE_LIMIT || dur < 0 || dur > DURATION_LIMIT_MS) return 0;
+        if (dur == 0 && signbit(dur)) return 0;  /* -0.0: Python merges it with 0.0 under the first-seen key */
 
         uint64_t h = fnv(fnv(fnv(fnv(14695981039346656037ULL, f[1].p, f[1].n) * 31, f[2].p, f[2].n) * 31,
                              f[6].p, f[6].n), primary ? "t" : "f", 1);
         Py_ssize_t i = (Py_ssize_t)(h & (uint64_t)(cap - 1));
         key_entry *e;
-        while ((e = key_slots[i] ? &keys[key_slots[i] - 1] : NULL) &&
+        while ((e = ch->key_slots[i] ? &ch->keys[ch->key_slots[i] - 1] : NULL) &&
                !(e->hash == h && e->primary == primary && same(e->cat, f[1]) && same(e->model, f[2]) &&
                  same(e->gpu, f[6])))
             i = (i + 1) & (cap - 1);
         if (!e) {
-            e = &keys[nkeys];
+            e = &ch->keys[ch->nkeys];
             *e = (key_entry){.hash = h, .cat = f[1], .model = f[2], .gpu = f[6], .primary = primary};
-            key_slots[i] = (int32_t)++nkeys;
+            ch->key_slots[i] = (int32_t)++ch->nkeys;
         }
         e->rows++;
         e->confidence += conf;
         e->score += score;
         e->duration += dur;
         if (fb.n >= 0) {
-            e->extended++;
+            ch->extended++;
             if (fb.n == 4 && memcmp(fb.p, "true", 4) == 0) e->fallbacks++;
         }
 
-        int64_t value;
-        if (sketch) value = (int64_t)ceil(log(fmax(dur, TINY)) * inv_log_gamma);
-        else memcpy(&value, &dur, sizeof value);
-        uint64_t dh = fnv(14695981039346656037ULL, f[1].p, f[1].n) ^ ((uint64_t)value * 0x9E3779B97F4A7C15ULL);
-        Py_ssize_t j = (Py_ssize_t)(dh & (uint64_t)(cap - 1));
-        duration_entry *d;
-        while ((d = dur_slots[j] ? &durs[dur_slots[j] - 1] : NULL) &&
-               !(d->hash == dh && d->value == value && same(d->cat, f[1])))
-            j = (j + 1) & (cap - 1);
-        if (!d) {
-            d = &durs[ndurs];
-            *d = (duration_entry){.hash = dh, .value = value, .cat = f[1]};
-            dur_slots[j] = (int32_t)++ndurs;
+        if (by_row) {
+            ch->row_key[ch->count] = (int32_t)(e - ch->keys);
+            ch->row_dur[ch->count] = dur;
+        } else {
+            int64_t value;
+            if (sketch) value = (int64_t)ceil(log(fmax(dur, TINY)) * inv_log_gamma);
+            else memcpy(&value, &dur, sizeof value);
+            uint64_t dh = fnv(14695981039346656037ULL, f[1].p, f[1].n) ^ ((uint64_t)value * 0x9E3779B97F4A7C15ULL);
+            Py_ssize_t j = (Py_ssize_t)(dh & (uint64_t)(cap - 1));
+            duration_entry *d;
+            while ((d = ch->dur_slots[j] ? &ch->durs[ch->dur_slots[j] - 1] : NULL) &&
+                   !(d->hash == dh && d->value == value && same(d->cat, f[1])))
+                j = (j + 1) & (cap - 1);
+            if (!d) {
+                d = &ch->durs[ch->ndurs];
+                *d = (duration_entry){.hash = dh, .value = value, .cat = f[1]};
+                ch->dur_slots[j] = (int32_t)++ch->ndurs;
+            }
+            d->rows++;
         }
-        d->rows++;
 
-        if (!first.p || memcmp(f[0].p, first.p, 19) < 0) first = f[0];
-        if (!last.p || memcmp(f[0].p, last.p, 19) > 0) last = f[0];
-        count++;
+        if (!ch->first.p || memcmp(f[0].p, ch->first.p, 19) < 0) ch->first = f[0];
+        if (!ch->last.p || memcmp(f[0].p, ch->last.p, 19) > 0) ch->last = f[0];
+        ch->count++;
         line = nl + 1;
     }
-    Py_ssize_t extended = apply(tally, keys, nkeys, durs, ndurs, sketch);
-    if (extended >= 0) out = Py_BuildValue("(NNnn)", PyUnicode_DecodeUTF8(first.p, first.n, "strict"),
-                                           PyUnicode_DecodeUTF8(last.p, last.n, "strict"), count, extended);
-    goto done;
-bail:
-    out = Py_None;
-    Py_INCREF(out);
+    return 1;
+}
+
+static PyObject *fold(PyObject *self, PyObject *args) {
+    PyObject *str, *tally, *out = NULL;
+    Py_ssize_t fallback_col, size;
+    int sketch;
+    chunk ch;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "UnpO", &str, &fallback_col, &sketch, &tally)) return NULL;
+    const char *buf = PyUnicode_AsUTF8AndSize(str, &size);
+    if (!buf) return NULL;
+    int got = chunk_read(&ch, buf, size, fallback_col, sketch, 0);
+    if (got > 0 && apply(tally, ch.keys, ch.nkeys, ch.durs, ch.ndurs, sketch) == 0)
+        out = Py_BuildValue("(NNnn)", PyUnicode_DecodeUTF8(ch.first.p, ch.first.n, "strict"),
+                            PyUnicode_DecodeUTF8(ch.last.p, ch.last.n, "strict"), ch.count, ch.extended);
+    else if (got == 0)
+        out = Py_NewRef(Py_None);
+    chunk_free(&ch);
+    return out;
+}
+
+/* group(text, fallback_column): the chunk's rows grouped by (category, model, primary, gpu) for a
+ * tally that renames, budgets or buckets them, which Python then does once a key instead of once a
+ * row; None when any row is not plainly valid. Returns (first, last, rows, rows with the fallback
+ * column, [(category, model, "true"/"false", gpu, rows, confidence sum, score sum, duration sum,
+ * fallbacks)] in first-seen order, [each row's key], [each row's duration]). */
+static PyObject *group(PyObject *self, PyObject *args) {
+    PyObject *str, *keys = NULL, *row_keys = NULL, *row_durs = NULL, *out = NULL;
+    Py_ssize_t fallback_col, size;
+    chunk ch;
+    strings *cache = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Un", &str, &fallback_col)) return NULL;
+    const char *buf = PyUnicode_AsUTF8AndSize(str, &size);
+    if (!buf) return NULL;
+    int got = chunk_read(&ch, buf, size, fallback_col, 0, 1);
+    if (got <= 0) {
+        chunk_free(&ch);
+        return got < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    cache = calloc(1, sizeof *cache);
+    keys = PyList_New(ch.nkeys), row_keys = PyList_New(ch.count), row_durs = PyList_New(ch.count);
+    if (!cache || !keys || !row_keys || !row_durs) { if (!cache) PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < ch.nkeys; i++) {
+        key_entry *e = &ch.keys[i];
+        PyObject *c = text(cache, e->cat), *m = c ? text(cache, e->model) : NULL, *g = m ? text(cache, e->gpu) : NULL;
+        PyObject *key = g ? Py_BuildValue("(OOsOndddn)", c, m, e->primary ? "true" : "false", g, e->rows,
+                                          e->confidence, e->score, e->duration, e->fallbacks) : NULL;
+        Py_XDECREF(c), Py_XDECREF(m), Py_XDECREF(g);
+        if (!key) goto done;
+        PyList_SET_ITEM(keys, i, key);
+    }
+    for (Py_ssize_t r = 0; r < ch.count; r++) {
+        PyObject *k = PyLong_FromLong(ch.row_key[r]), *d = k ? PyFloat_FromDouble(ch.row_dur[r]) : NULL;
+        if (!d) { Py_XDECREF(k); goto done; }
+        PyList_SET_ITEM(row_keys, r, k);
+        PyList_SET_ITEM(row_durs, r, d);
+    }
+    out = Py_BuildValue("(NNnnOOO)", PyUnicode_DecodeUTF8(ch.first.p, ch.first.n, "strict"),
+                        PyUnicode_DecodeUTF8(ch.last.p, ch.last.n, "strict"), ch.count, ch.extended, keys,
+                        row_keys, row_durs);
 done:
-    free(keys);
-    free(durs);
-    free(key_slots);
-    free(dur_slots);
+    Py_XDECREF(keys), Py_XDECREF(row_keys), Py_XDECREF(row_durs);
+    if (cache) strings_free(cache);
+    free(cache);
+    chunk_free(&ch);
     return out;
 }
 
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS, "Add a chunk of plain selection-log rows to a tally; None when any is not plainly valid."},
+    {"group", group, METH_VARARGS, "A chunk of plain selection-log rows grouped by key; None when any is not plainly valid."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
 from types import ModuleType
@@ -188,6 +188,12 @@ class Tally:
                 self._apply(*got)
                 src.line += got[2]
                 return True
+        elif _kernel is not None and not (self.since or self.until):
+            grouped = _kernel.group(text, src.fallback)
+            if grouped is not None:
+                self._fold_groups(*grouped)
+                src.line += grouped[2]
+                return True
         lines = text.split("\n")
         lines.pop()
         commas = set(map(str.count, lines, repeat(",")))
@@ -221,7 +227,7 @@ class Tally:
 
     def _apply(self, first: str, last: str, count: int, extended: int) -> None:
         """What the C fold leaves to Python, once it has added a chunk's counts and sums."""
-        if self.sketch is None and len(self.durations) > EXACT_LIMIT:
+        if self.buckets_ms is None and self.sketch is None and len(self.durations) > EXACT_LIMIT:
             self._to_sketch()
         if self.first is None or first < self.first:
             self.first = first
@@ -287,7 +293,7 @@ class Tally:
             return False
         keys = list(zip(cat, model, prim, gpu))
         counts = Counter(keys)
-        mapped = {raw: self._key(raw, n) for raw, n in counts.items()}
+        mapped = self._keys(counts)
         selections, pairs = self.selections, self.pairs
         for raw, n in counts.items():
             key = mapped[raw]
@@ -325,19 +331,51 @@ class Tally:
         self.version += 1
         return True
 
-    def _key(self, raw: tuple[str, str, str, str], n: int) -> SelectionKey:
-        """The key that `n` rows of (category, model, primary, gpu) are counted under: each label
-        value through `label`, then the combination through `admit` (a series budget)."""
-        c, m, p, g = raw
+    def _fold_groups(self, first: str, last: str, count: int, extended: int, keys: list[Any],
+                     row_keys: list[int], row_durations: list[float]) -> None:
+        """Count a chunk that the C kernel grouped by raw key (_fold.c's group): each key renamed and
+        budgeted, its counts and sums added, in first-seen order, as `_fold` adds them row by row;
+        then each row's duration under its category as counted."""
+        mapped = self._keys({k[:4]: k[4] for k in keys})
+        counted = []
+        for c, m, p, g, n, confidence, score, duration, fallbacks in keys:
+            key = mapped[(c, m, p, g)]
+            self.selections[key] += n
+            self.pairs[key[:2]] += n
+            self.confidence_sum[key[:3]] += confidence
+            self.score_sum[key[:2]] += score
+            self.duration_sum[key[0]] += duration
+            if fallbacks:
+                self.fallbacks[key[:2]] += fallbacks
+            counted.append(key[0])
+        self._count_durations(map(counted.__getitem__, row_keys), row_durations)
+        self._apply(first, last, count, extended)
+
+    def _keys(self, counts: Mapping[tuple[str, str, str, str], int]) -> dict[tuple[str, str, str, str], SelectionKey]:
+        """The key that each raw (category, model, primary, gpu) of a chunk, seen in `n` rows, is
+        counted under: each label value through `label`, then the combination through `admit` (a
+        series budget), in first-seen order. A value is labelled once for all the rows it is in: a
+        chunk of another router's log has 1,700 combinations of 30 values, and labelling each
+        combination's three values made the routing collector 20 % slower on it."""
         if self.label is _identity and self.admit is None:
-            return (c, m, p == "true", g)
-        key = (self._label("category", c, n), self._label("model", m, n), p == "true", self._label("gpu", g, n))
-        if self.admit is not None and key not in self.selections:
-            admitted = self.admit(key)
-            if admitted != key:
-                self.overflow["series"] += n
-            return admitted
-        return key
+            return {raw: (raw[0], raw[1], raw[2] == "true", raw[3]) for raw in counts}
+        named = []
+        for kind, i in (("category", 0), ("model", 1), ("gpu", 3)):
+            rows: dict[str, int] = {}
+            for raw, n in counts.items():
+                rows[raw[i]] = rows.get(raw[i], 0) + n
+            named.append({v: self._label(kind, v, n) for v, n in rows.items()})
+        cats, models, gpus = named
+        out = {}
+        for raw, n in counts.items():
+            key = (cats[raw[0]], models[raw[1]], raw[2] == "true", gpus[raw[3]])
+            if self.admit is not None and key not in self.selections:
+                admitted = self.admit(key)
+                if admitted != key:
+                    self.overflow["series"] += n
+                key = admitted
+            out[raw] = key
+        return out
 
     def _label(self, kind: str, raw: str, n: int) -> str:
         got = self.label(kind, raw) if raw else raw
