@@ -8,9 +8,11 @@ row, which rejects exactly the bad rows with their file and line. Both paths fol
 so they cannot disagree (a property test holds them to it).
 
 Where the C extension `_fold` (exporter/selectionlog/_fold.c) is built, it takes the fast path's
-place for a report's tally: one pass in C over the chunk, grouping as `_fold` does, about 20x
-cheaper a row. It declines (None) anything that is not plainly valid, which then goes the Python
-way; tests hold its counts and sums equal to the Python path's.
+place: one pass in C over the chunk, grouping as `_fold` does, about 20x cheaper a row. For a
+report's tally it adds the groups to the counts itself (`fold`); for the exporter's, which renames,
+budgets and buckets, it returns them and `_fold_groups` does that once a key (`group`). It declines
+(None) anything that is not plainly valid, which then goes the Python way; tests hold its counts and
+sums equal to the Python path's.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ class Tally:
         return True
 
     def _plain(self) -> bool:
-        """A report's tally: no renaming, budget, window or buckets, which only the Python path does."""
+        """A report's tally: no renaming, budget, window or buckets, which the C fold leaves to Python."""
         return self.label is _identity and self.admit is None and not (self.since or self.until) \
             and self.buckets_ms is None
 
