@@ -22,7 +22,7 @@ COMMANDS = ("serve", "demo", "select", "registry", "gpu-monitor", "bench", "anal
 class HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, told the terminal's width as shutil.get_terminal_size finds it (COLUMNS,
     then the terminal, then 80). Left to find it, argparse imports shutil, and with it bz2 and lzma,
-    each time it builds a formatter, which is at every add_argument: 7 ms of every start."""
+    to build a formatter, which add_argument does: 7 ms of every start, help asked for or not."""
 
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
                  width: int | None = None) -> None:

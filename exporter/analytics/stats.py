@@ -68,13 +68,13 @@ def compute(t: Tally, files: list[str], generated: str) -> dict[str, Any]:
             secondary_conf += s
     secondary = sum(k for (_, _, p, _), k in t.selections.items() if not p)
     percentiles, all_percentiles = _duration_percentiles(t)
-    none = dict.fromkeys(all_percentiles)
+    no_durations = dict.fromkeys(all_percentiles)
     per_category = []
     for c, v in _by_requests(cats.items()):
         row = {"category": c, "requests": v["requests"], "models_used": len(v["models"]),
                "mean_score": score_by_cat.get(c, 0.0) / v["requests"],
                "mean_confidence": conf_by_cat.get(c, 0.0) / v["requests"],
-               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"], **percentiles.get(c, none)}
+               "mean_duration_ms": t.duration_sum.get(c, 0.0) / v["requests"], **percentiles.get(c, no_durations)}
         if t.extended:
             row["fallbacks"] = sum(k for (fc, _), k in t.fallbacks.items() if fc == c)
         per_category.append(row)
