@@ -4,8 +4,8 @@ Start-up is part of `orchex analytics`' 50 ms on a small log, and each module im
 twice, at import and at exit. So the modules on its path (cli, commands/analytics, policy,
 selectionlog, analytics, common/quantile) import no `typing` at run time (5 ms): they write
 `TYPE_CHECKING = False`, which mypy reads as typing's, and take their annotations lazily; nor
-`dataclasses` (9 ms) or `shutil` (7 ms, through argparse's help formatter: see cli.py); gzip and csv
-are imported where a gzip file or a quoted field needs them.
+`dataclasses` (9 ms) or `shutil` (7 ms, through argparse's help formatter: see cli.py); gzip, csv and
+glob are imported where a gzip file, a quoted field or a glob pattern needs them.
 A test in tests/test_analytics.py fails when one of them is imported again."""
 
 __version__ = "0.1.0"

@@ -5,7 +5,6 @@ Files are read in 384 KiB blocks (BLOCK) cut at the last newline, so memory stay
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import stat
@@ -157,12 +156,25 @@ def read(path: str, tally: Tally, progress: Progress | None = None) -> Source:
     return src
 
 
+GLOB_MAGIC = frozenset("*?[")  # what glob.has_magic looks for
+
+
+def matching(pattern: str) -> list[str]:
+    """The paths a glob matches, sorted; a name without glob characters, as it is. glob is imported
+    only for a glob: a report on a named file does not pay its 2 ms at start-up."""
+    if not GLOB_MAGIC.intersection(pattern):
+        return [pattern]
+    import glob
+
+    return sorted(glob.glob(pattern))
+
+
 def expand(patterns: Iterable[str]) -> list[str]:
     """Paths for file names and globs, in order, each once; `-` stays as is. A pattern matching
     nothing is an error naming it."""
     out = []
     for p in patterns:
-        matches = [p] if p == "-" or not glob.has_magic(p) else sorted(glob.glob(p))
+        matches = [p] if p == "-" else matching(p)
         if not matches:
             raise UsageError(f"{p}: no file matches")
         out += [m for m in matches if m not in out]
@@ -188,7 +200,7 @@ class Follower:
         current = set()
         for pattern in self.patterns:
             found = 0
-            for path in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
+            for path in matching(pattern):
                 try:
                     st = os.stat(path)
                 except OSError:
