@@ -115,4 +115,4 @@ docs: install
 	$(BIN)/python tools/metrics_reference.py --write
 
 clean:
-	rm -rf $(VENV) tests/.build .pytest_cache grafana/typecheck/node_modules grafana/typecheck/build exporter/selectionlog/*.so
+	rm -rf $(VENV) tests/.build .pytest_cache grafana/typecheck/node_modules grafana/typecheck/build $(KERNELS:.c=*.so)

@@ -37,17 +37,17 @@ def grouped_nearest_ranks(counts: Mapping[tuple[str, K], int],
         return {}, [None] * len(qs)
     values, groups, seen = list(map(itemgetter(1), keys)), list(map(itemgetter(0), keys)), list(counts.values())
     order = sorted(range(len(keys)), key=values.__getitem__)
-    overall = _ranks(list(map(values.__getitem__, order)), list(map(seen.__getitem__, order)), qs)
+    overall = _at_ranks(list(map(values.__getitem__, order)), list(map(seen.__getitem__, order)), qs)
     order.sort(key=groups.__getitem__)  # stable: values stay ascending within each group
     by_group, start = {}, 0
     for group, size in sorted(Counter(groups).items()):
         part = order[start:start + size]
-        by_group[group] = _ranks(list(map(values.__getitem__, part)), list(map(seen.__getitem__, part)), qs)
+        by_group[group] = _at_ranks(list(map(values.__getitem__, part)), list(map(seen.__getitem__, part)), qs)
         start += size
     return by_group, overall
 
 
-def _ranks(values: Sequence[K], seen: Iterable[int], qs: Sequence[float]) -> list[K]:
+def _at_ranks(values: Sequence[K], seen: Iterable[int], qs: Sequence[float]) -> list[K]:
     """The value at rank ceil(q x n) for each q, over ascending values each seen that many times."""
     upto = list(accumulate(seen))
     return [values[bisect_left(upto, max(1, math.ceil(upto[-1] * q)))] for q in qs]

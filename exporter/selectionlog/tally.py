@@ -184,17 +184,17 @@ class Tally:
         self.version += 1
 
     def _fast(self, text: str, src: Source) -> bool:
-        if _kernel is not None and self._plain():
-            got = _kernel.fold(text, src.fallback, self.sketch is not None, self)
+        if _kernel is not None and not (self.since or self.until):
+            if self._plain():
+                got = _kernel.fold(text, src.fallback, self.sketch is not None, self)
+                if got is not None:
+                    self._apply(*got)
+            else:
+                got = _kernel.group(text, src.fallback)
+                if got is not None:
+                    self._fold_groups(*got)
             if got is not None:
-                self._apply(*got)
                 src.line += got[2]
-                return True
-        elif _kernel is not None and not (self.since or self.until):
-            grouped = _kernel.group(text, src.fallback)
-            if grouped is not None:
-                self._fold_groups(*grouped)
-                src.line += grouped[2]
                 return True
         lines = text.split("\n")
         lines.pop()
