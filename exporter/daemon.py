@@ -7,6 +7,7 @@ import ctypes
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from exporter import logfmt
@@ -69,10 +70,13 @@ def run(server: Server, app: App, load: Callable[[], Settings],
         make_collector: Callable[[str, Settings], Collector], log: logging.Logger) -> None:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns after a clean shutdown."""
     name_process()
-    stop, reloading = threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reloading.set())
+    # The handlers only note the signal. A Python handler runs in the main thread between two of its
+    # bytecodes, wherever it is, so it must take no lock: one that set a threading.Event deadlocked
+    # when SIGTERM came while this loop was inside Event.wait holding that Event's own lock, and
+    # `orchex serve` never exited (seen under make perf).
+    pending: set[int] = set()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda signum, _: pending.add(signum))
     serving = threading.Thread(target=server.serve_forever, name="orchex-http-loop", daemon=True)
     serving.start()
 
@@ -82,9 +86,10 @@ def run(server: Server, app: App, load: Callable[[], Settings],
         log.info("first collection done: ready")
 
     threading.Thread(target=first_collection, daemon=True).start()
-    while not stop.wait(0.2):
-        if reloading.is_set():
-            reloading.clear()
+    while not pending & {signal.SIGTERM, signal.SIGINT}:
+        time.sleep(0.2)  # a signal interrupts it; its handler runs, then the sleep ends on time
+        if signal.SIGHUP in pending:
+            pending.discard(signal.SIGHUP)
             reload(app, load, make_collector, log)
     log.info("shutting down")
     server.shutdown()
