@@ -78,8 +78,11 @@ ROWS = st.lists(st.builds(plain_row, st.integers(0, 10**6), st.sampled_from(["co
 @settings(max_examples=300, deadline=None)
 @given(ROWS, st.booleans())
 def test_plain_chunks_fold_to_the_same_bits(rows, sketch):
+    """From text, and from the UTF-8 bytes the reader hands over undecoded."""
     text = "".join(rows)
-    assert state(c_fold(text, sketch)) == state(python_fold(text, sketch))
+    expected = state(python_fold(text, sketch))
+    assert state(c_fold(text, sketch)) == expected
+    assert state(c_fold(memoryview(text.encode()), sketch)) == expected
 
 
 def test_float_sums_agree_to_the_last_bit_over_many_rows():
@@ -111,10 +114,70 @@ GOOD = "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,12\n"
     GOOD.rstrip("\n"),  # no final newline
 ])
 def test_it_declines_what_python_must_judge_and_counts_nothing(bad):
+    for chunk in (GOOD * 3 + bad, (GOOD * 3 + bad).encode()):
+        t = Tally()
+        before = state(t)
+        assert KERNEL.fold(chunk, 8, False, t) is None
+        assert state(t) == before
+
+
+@pytest.mark.parametrize("bad", [
+    GOOD.replace("code", '"code"'), GOOD.replace("code", 'co"de'),  # csv quoting is Python's to read
+    GOOD.replace("\n", "\r\n"), GOOD.replace(",m1,", ",m\r1,"),  # so are carriage returns
+])
+def test_it_declines_quotes_and_carriage_returns_in_text_and_bytes(bad):
+    for chunk in (GOOD * 2 + bad, (GOOD * 2 + bad).encode()):
+        assert KERNEL.fold(chunk, 8, False, Tally()) is None
+        assert KERNEL.group(chunk, 8) is None
+
+
+@pytest.mark.parametrize("bad", [
+    b"\xff", b"\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",  # lone, cut, overlong, surrogate, > U+10FFFF
+])
+@pytest.mark.parametrize("where", ["category", "policy"])
+def test_it_declines_bytes_that_are_not_utf8_wherever_they_are(bad, where):
+    """The reader then decodes the chunk, which rejects just that line as `encoding`. The policy column
+    is never decoded by the kernel, so only the whole-chunk check can catch it there."""
+    row = b"2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,12,false,r,p\n"
+    row = row.replace(b"code", b"co" + bad) if where == "category" else row.replace(b",p\n", b",p" + bad + b"\n")
+    good = GOOD.replace("\n", ",false,r,p\n").encode()
+    chunk = good * 2 + row + good
     t = Tally()
     before = state(t)
-    assert KERNEL.fold(GOOD * 3 + bad, 8, False, t) is None
-    assert state(t) == before
+    assert KERNEL.fold(chunk, 8, False, t) is None and state(t) == before
+    assert KERNEL.group(chunk, 8) is None
+
+
+def test_it_reads_bytes_of_multibyte_utf8_as_their_text():
+    rows = GOOD.replace("code", "é模型").replace("\n", ",false,r,ü\n")
+    from_bytes, from_text = Tally(), Tally()
+    from_bytes._apply(*KERNEL.fold(rows.encode() * 3, 8, False, from_bytes))
+    from_text._apply(*KERNEL.fold(rows * 3, 8, False, from_text))
+    assert state(from_bytes) == state(from_text) and from_bytes.rows == 3 and "é模型" in from_bytes.duration_sum
+
+
+def test_the_reader_hands_plain_rows_to_the_kernel_as_read_and_decodes_only_the_header(tmp_path):
+    """A header, then plain rows: the header is decoded on its own, and the rows reach the kernel as the
+    bytes of the block (no decoded copy of the block, no copy cut from behind the header)."""
+    from exporter.selectionlog.reader import read
+
+    log = tmp_path / "s.csv"
+    log.write_text("timestamp,task_category,selected_model,primary_category,confidence_score,final_score,"
+                   "gpu_id,selection_duration_ms\n" + GOOD * 5)
+    seen = []
+
+    class Spy:
+        def fold(self, chunk, *args):
+            seen.append(type(chunk).__name__)
+            return KERNEL.fold(chunk, *args)
+
+    kernel, tally_module._kernel = tally_module._kernel, Spy()
+    try:
+        t = Tally()
+        src = read(str(log), t)
+    finally:
+        tally_module._kernel = kernel
+    assert seen == ["memoryview"] and t.rows == 5 and src.line == 7 and not t.rejected
 
 
 def test_a_report_tally_takes_the_fold_and_the_exporter_tally_the_grouping():
@@ -181,6 +244,7 @@ def test_grouped_chunks_count_as_the_python_path_counts_them(chunks):
     path's counts, sums to the last bit, overflow counts, admitted values and budget, chunk after chunk."""
     texts = ["".join(rows) for rows in chunks]
     assert exporter_state(fed(texts, KERNEL)) == exporter_state(fed(texts, None))
+    assert all(KERNEL.group(text.encode(), 8) == KERNEL.group(text, 8) for text in texts)
 
 
 def test_grouping_declines_what_python_must_judge():

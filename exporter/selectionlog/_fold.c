@@ -2,10 +2,15 @@
  * no header, one width), validating each row as rows.check() would and grouping it as Tally._fold
  * does, so a row costs tens of nanoseconds instead of microseconds.
  *
- * fold(text, fallback_column, sketch, tally) returns None whenever anything is not plainly valid: a field
- * outside the strict number grammar, a bad row, a ragged chunk, a -0 duration. The caller then reads
- * the chunk in Python, which rejects exactly the bad rows with their line numbers. So this file only
- * ever decides the easy case, and tests hold its result equal to the Python fold's.
+ * The chunk is a str, or UTF-8 bytes as they were read (any bytes-like object): a reader that hands
+ * over its block saves decoding it, which in a virtual machine costs more than this whole pass
+ * (a new page for every 4 KiB of text).
+ *
+ * fold(chunk, fallback_column, sketch, tally) returns None whenever anything is not plainly valid: a field
+ * outside the strict number grammar, a bad row, a ragged chunk, a -0 duration, a quote or a carriage
+ * return anywhere, bytes that are not UTF-8. The caller then reads the chunk in Python, which rejects
+ * exactly the bad rows with their line numbers. So this file only ever decides the easy case, and
+ * tests hold its result equal to the Python fold's.
  *
  * On success it has added the chunk to the tally's dicts (selections, pairs, confidence_sum,
  * score_sum, duration_sum, fallbacks, and durations, or sketch when `sketch`), key by key in the
@@ -13,7 +18,7 @@
  * (first timestamp, last timestamp, rows, rows that carried the fallback column). Nothing is added
  * before the whole chunk has been read and found plainly valid.
  *
- * group(text, fallback_column) reads a chunk the same way for the exporter's tally, which renames
+ * group(chunk, fallback_column) reads a chunk the same way for the exporter's tally, which renames
  * label values, budgets series and buckets durations: it returns the rows grouped by key with their
  * sums, and each row's key and duration, and Python does the rest once a key (Tally._fold_groups). */
 #define PY_SSIZE_T_CLEAN
@@ -217,6 +222,43 @@ done:
     return rc;
 }
 
+/* What each byte means to the row scanner: most are plain field text; a comma or newline ends a
+ * field; a quote or a carriage return sends the chunk to Python (csv quoting, CRLF); a byte above
+ * 127 is part of a multi-byte character, which is checked once for the whole chunk. */
+enum { PLAIN, SEPARATOR, REFUSED, HIGH };
+static unsigned char CLASS[256];
+
+/* A chunk's bytes, borrowed without a copy: a str's UTF-8, or a bytes-like object's buffer. */
+typedef struct { Py_buffer view; int is_buffer; const char *p; Py_ssize_t n; } input;
+
+static int input_get(input *in, PyObject *obj) {
+    in->is_buffer = 0;
+    if (PyUnicode_Check(obj)) {
+        in->p = PyUnicode_AsUTF8AndSize(obj, &in->n);
+        return in->p ? 0 : -1;
+    }
+    if (PyObject_GetBuffer(obj, &in->view, PyBUF_SIMPLE) < 0) return -1;
+    in->is_buffer = 1, in->p = in->view.buf, in->n = in->view.len;
+    return 0;
+}
+
+static void input_release(input *in) {
+    if (in->is_buffer) PyBuffer_Release(&in->view);
+}
+
+/* Whether bytes that hold a byte above 127 are UTF-8 as Python's strict decoder has it (a str's
+ * always are). 1 yes, 0 no (the caller declines), -1 with an exception set. */
+static int utf8_ok(const input *in) {
+    PyObject *decoded = PyUnicode_DecodeUTF8(in->p, in->n, "strict");
+    if (decoded) {
+        Py_DECREF(decoded);
+        return 1;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return -1;
+    PyErr_Clear();
+    return 0;
+}
+
 /* One chunk's rows grouped by key (and by duration, or row by row), in first-seen order. Entries
  * are kept dense and found through tables of indices (+1; 0 is empty): a chunk touches memory for
  * the keys it has, not for every line it might have had. In a virtual machine each new page costs
@@ -229,6 +271,7 @@ typedef struct {
     double *row_dur;             /* by_row: each row's duration */
     Py_ssize_t nkeys, ndurs, count, extended;
     span first, last;
+    int high;                    /* a byte above 127 was seen */
 } chunk;
 
 static void chunk_free(chunk *ch) {
@@ -269,14 +312,16 @@ static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fa
         const char *start = line;
         span fb = {NULL, -1};
         for (const char *c = line;; c++) {
-            if (c == nl || *c == ',') {
-                span s = {start, c - start};
-                if (nf < 8) f[nf] = s;
-                if (nf == fallback_col) fb = s;
-                nf++;
-                start = c + 1;
-                if (c == nl) break;
-            }
+            unsigned char kind = CLASS[(unsigned char)*c];
+            if (kind == PLAIN) continue;
+            if (kind == HIGH) { ch->high = 1; continue; }
+            if (kind == REFUSED) return 0;
+            span s = {start, c - start};  /* ended by a comma or the newline */
+            if (nf < 8) f[nf] = s;
+            if (nf == fallback_col) fb = s;
+            nf++;
+            start = c + 1;
+            if (c == nl) break;
         }
         if (width < 0) width = nf;
         if (nf != width || nf < 8) return 0;
@@ -342,42 +387,50 @@ static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fa
     return 1;
 }
 
+/* chunk_read over a str or bytes-like object, which stays borrowed in `in` until input_release. */
+static int chunk_read_input(chunk *ch, input *in, PyObject *obj, Py_ssize_t fallback_col, int sketch, int by_row) {
+    *ch = (chunk){0};
+    if (input_get(in, obj) < 0) return -1;
+    int got = chunk_read(ch, in->p, in->n, fallback_col, sketch, by_row);
+    return got > 0 && ch->high && in->is_buffer ? utf8_ok(in) : got;
+}
+
 static PyObject *fold(PyObject *self, PyObject *args) {
-    PyObject *str, *tally, *out = NULL;
-    Py_ssize_t fallback_col, size;
+    PyObject *obj, *tally, *out = NULL;
+    Py_ssize_t fallback_col;
     int sketch;
     chunk ch;
+    input in;
     (void)self;
-    if (!PyArg_ParseTuple(args, "UnpO", &str, &fallback_col, &sketch, &tally)) return NULL;
-    const char *buf = PyUnicode_AsUTF8AndSize(str, &size);
-    if (!buf) return NULL;
-    int got = chunk_read(&ch, buf, size, fallback_col, sketch, 0);
+    if (!PyArg_ParseTuple(args, "OnpO", &obj, &fallback_col, &sketch, &tally)) return NULL;
+    int got = chunk_read_input(&ch, &in, obj, fallback_col, sketch, 0);
     if (got > 0 && apply(tally, ch.keys, ch.nkeys, ch.durs, ch.ndurs, sketch) == 0)
         out = Py_BuildValue("(NNnn)", PyUnicode_DecodeUTF8(ch.first.p, ch.first.n, "strict"),
                             PyUnicode_DecodeUTF8(ch.last.p, ch.last.n, "strict"), ch.count, ch.extended);
     else if (got == 0)
         out = Py_NewRef(Py_None);
     chunk_free(&ch);
+    input_release(&in);
     return out;
 }
 
-/* group(text, fallback_column): the chunk's rows grouped by (category, model, primary, gpu) for a
+/* group(chunk, fallback_column): the chunk's rows grouped by (category, model, primary, gpu) for a
  * tally that renames, budgets or buckets them, which Python then does once a key instead of once a
  * row; None when any row is not plainly valid. Returns (first, last, rows, rows with the fallback
  * column, [(category, model, "true"/"false", gpu, rows, confidence sum, score sum, duration sum,
  * fallbacks)] in first-seen order, [each row's key], [each row's duration]). */
 static PyObject *group(PyObject *self, PyObject *args) {
-    PyObject *str, *keys = NULL, *row_keys = NULL, *row_durs = NULL, *out = NULL;
-    Py_ssize_t fallback_col, size;
+    PyObject *obj, *keys = NULL, *row_keys = NULL, *row_durs = NULL, *out = NULL;
+    Py_ssize_t fallback_col;
     chunk ch;
+    input in;
     strings *cache = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Un", &str, &fallback_col)) return NULL;
-    const char *buf = PyUnicode_AsUTF8AndSize(str, &size);
-    if (!buf) return NULL;
-    int got = chunk_read(&ch, buf, size, fallback_col, 0, 1);
+    if (!PyArg_ParseTuple(args, "On", &obj, &fallback_col)) return NULL;
+    int got = chunk_read_input(&ch, &in, obj, fallback_col, 0, 1);
     if (got <= 0) {
         chunk_free(&ch);
+        input_release(&in);
         return got < 0 ? NULL : Py_NewRef(Py_None);
     }
     cache = calloc(1, sizeof *cache);
@@ -406,6 +459,7 @@ done:
     if (cache) strings_free(cache);
     free(cache);
     chunk_free(&ch);
+    input_release(&in);
     return out;
 }
 
@@ -417,4 +471,9 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fold", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fold(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fold(void) {
+    for (int c = 128; c < 256; c++) CLASS[c] = HIGH;
+    CLASS[','] = CLASS['\n'] = SEPARATOR;
+    CLASS['"'] = CLASS['\r'] = REFUSED;
+    return PyModule_Create(&module);
+}

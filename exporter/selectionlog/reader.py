@@ -43,7 +43,24 @@ SKIPPING = b"\n(skipping an over-long line)"
 TAIL = 64  # bytes that identify where a followed file was read to
 
 
-def _feed(tally: Tally, src: Source, data: bytes | memoryview, final: bool = False) -> None:
+def _feed(tally: Tally, src: Source, data: bytes, end: int | None = None, final: bool = False) -> None:
+    """Count the lines of data[:end]: whole lines, and, when final, a last one without its newline.
+    The C kernel reads plain rows from the bytes as they are; only a header and what it declines are
+    decoded. A decoded 1 MiB block is 256 new pages of memory, and cutting the header off it 256
+    more: 2 ms of a 10,000-row report."""
+    view = memoryview(data)[:end]
+    if not final:
+        start = 0
+        if data.startswith(b"timestamp,"):  # a file's header: on its own, so its rows stay as they are
+            start = data.find(b"\n", 0, len(view)) + 1 or len(view)
+            _add_decoded(tally, src, view[:start])
+        if start == len(view) or tally.add_plain(view[start:], src):
+            return
+        view = view[start:]
+    _add_decoded(tally, src, view, final)
+
+
+def _add_decoded(tally: Tally, src: Source, data: bytes | memoryview, final: bool = False) -> None:
     """Decode bytes of whole lines (and, when final, a last partial one) into the tally."""
     try:
         text = str(data, "utf-8")
@@ -133,7 +150,7 @@ def _feed_stream(f: IO[bytes], tally: Tally, src: Source, rest: bytes = b"", lim
         data = rest + block
         cut = data.rfind(b"\n") + 1
         if cut:
-            _feed(tally, src, memoryview(data)[:cut])  # a view: a copy of a block would cost its pages
+            _feed(tally, src, data, cut)
         rest = data[cut:]
         if len(rest) > MAX_LINE:
             tally.reject("length", src, src.line)

@@ -183,19 +183,29 @@ class Tally:
             self.examples.append((src.name, line, reason))
         self.version += 1
 
-    def _fast(self, text: str, src: Source) -> bool:
-        if _kernel is not None and not (self.since or self.until):
-            if self._plain():
-                got = _kernel.fold(text, src.fallback, self.sketch is not None, self)
-                if got is not None:
-                    self._apply(*got)
-            else:
-                got = _kernel.group(text, src.fallback)
-                if got is not None:
-                    self._fold_groups(*got)
+    def add_plain(self, chunk: str | memoryview, src: Source) -> bool:
+        """Count a chunk of whole lines in the C kernel, where it is built and every row is plainly
+        valid: True when it counted them all; False, with nothing counted, otherwise. The chunk may
+        be UTF-8 bytes as they were read (the reader then decodes only what this declines: a header,
+        a quote, a bad row) or text (add_text tries this first)."""
+        if _kernel is None or self.since or self.until:
+            return False
+        if self._plain():
+            got = _kernel.fold(chunk, src.fallback, self.sketch is not None, self)
             if got is not None:
-                src.line += got[2]
-                return True
+                self._apply(*got)
+        else:
+            got = _kernel.group(chunk, src.fallback)
+            if got is not None:
+                self._fold_groups(*got)
+        if got is None:
+            return False
+        src.line += got[2]
+        return True
+
+    def _fast(self, text: str, src: Source) -> bool:
+        if self.add_plain(text, src):
+            return True
         lines = text.split("\n")
         lines.pop()
         commas = set(map(str.count, lines, repeat(",")))
