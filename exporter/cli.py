@@ -1,77 +1,97 @@
 """`orchex` command line. Each subcommand lives in exporter/commands/<name>.py with `add_parser` and
 `run`; command modules import their heavy dependencies inside `run`, so that a quick command such as
-`orchex analytics` does not pay for the exporter's imports at start-up."""
+`orchex analytics` does not pay for the exporter's imports at start-up.
+
+A command that declares its options as a table (FILES and OPTIONS: `orchex analytics`) is read
+without argparse when its command line is plain (plain_args): importing argparse, with gettext and
+locale, and building its parser is 3 ms, a fifteenth of such a report's 50 ms on a small log.
+Anything else, help and every mistake included, goes to argparse, which has the last word.
+"""
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
 import sys
 
-from exporter import __version__
 from exporter.errors import ProblemList, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any
+
+    from exporter.parser import Options
 
 COMMANDS = ("serve", "demo", "select", "registry", "gpu-monitor", "bench", "analytics")
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, told the terminal's width as shutil.get_terminal_size finds it (COLUMNS,
-    then the terminal, then 80). Left to find it, argparse imports shutil, and with it bz2 and lzma,
-    to build a formatter, which add_argument does: 7 ms of every start, help asked for or not."""
+def plain_args(argv: list[str], files: str, options: Options) -> dict[str, Any] | None:
+    """What argparse makes of `argv` for a parser of one or more positional `files` and add_options'
+    `options`, when argv is plain: one run of positionals, options spelled in full, values that do
+    not start with a dash, choices kept. None for anything else (help, an abbreviation, `--`, a
+    mistake): argparse then reads it and says what is wrong. Tests hold the two to the same result."""
+    kinds = {flag: value for flag, value, _ in options}
+    got: dict[str, Any] = {flag[2:].replace("-", "_"): False if value is None else None
+                           for flag, value in kinds.items()}
+    positionals: list[str] = []
+    i, ended = 0, False  # ended: a run of positionals was followed by an option (argparse refuses more)
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "-" or not token.startswith("-"):
+            if ended:
+                return None
+            positionals.append(token)
+            continue
+        ended = bool(positionals)
+        flag, equals, value = token.partition("=")
+        if flag not in kinds:
+            return None
+        kind, dest = kinds[flag], flag[2:].replace("-", "_")
+        if kind is None:
+            if equals:
+                return None
+            got[dest] = True
+            continue
+        if not equals:
+            if i == len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        if isinstance(kind, tuple) and value not in kind:
+            return None
+        got[dest] = value
+    if not positionals:
+        return None
+    got[files] = positionals
+    return got
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or terminal_columns())
 
+def _plain(command: str | None, argv: list[str]) -> Any:
+    """The command's arguments read by plain_args, where it declares its options as a table."""
+    if command is None:
+        return None
+    module = importlib.import_module(f"exporter.commands.{command.replace('-', '_')}")
+    got = plain_args(argv, module.FILES, module.OPTIONS) if hasattr(module, "OPTIONS") else None
+    if got is None:
+        return None
+    from types import SimpleNamespace
 
-def terminal_columns() -> int:
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:  # one line and exit 2, as for every other bad input
-        where = self.prog.partition(" ")[2]
-        raise UsageError(f"{where}: {message}" if where else message)
-
-
-def build_parser(only: str | None = None) -> Parser:
-    """The parser; with `only`, just that subcommand's (building all of them costs 8 ms, a sixth of
-    `orchex analytics`' budget on a small file)."""
-    parser = Parser(prog="orchex", description="Routing core, GPU telemetry and Prometheus exporter "
-                    "for GPU hosts serving local LLMs.")
-    parser.add_argument("--version", action="version", version=f"orchex {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in [only] if only else COMMANDS:
-        importlib.import_module(f"exporter.commands.{name.replace('-', '_')}").add_parser(sub)
-    return parser
+    return SimpleNamespace(command=command, run=module.run, **got)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
     try:
-        args = parser.parse_args(argv)
-        if not args.command:
-            parser.print_help()
-            return 2
+        args = _plain(command, argv[1:])
+        if args is None:
+            from exporter.parser import build_parser
+
+            parser = build_parser([command] if command else COMMANDS)
+            args = parser.parse_args(argv)
+            if not args.command:
+                parser.print_help()
+                return 2
         return args.run(args) or 0
     except UsageError as e:
         # A ProblemList is already `FILE:LINE: message` lines; anything else is one line of ours.

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
 if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
     from typing import Any
 
+    from exporter.parser import Options
     from exporter.selectionlog.tally import Tally
+
+FILES = "files"
+# The options, read by argparse and, for a plain command line, by cli.plain_args without it.
+OPTIONS: Options = (
+    ("--report", None, "the full report instead of the summary"),
+    ("--format", ("text", "markdown", "json"), "report format (default markdown); only with --report"),
+    ("--output", "PATH", "write the report here instead of standard output"),
+    ("--since", "T", "only rows at or after T (YYYY-MM-DD[ HH:MM:SS])"),
+    ("--until", "T", "only rows before T"),
+    ("--strict", None, "exit 1 when any row was rejected"),
+)
 
 
 def add_parser(sub: Any) -> None:
+    from exporter.parser import add_options
+
     p = sub.add_parser("analytics", help="routing reports from selection logs",
                        description="Summarise selection logs (files, globs, .gz, - for standard input). "
                                    "Without --report: a console summary. With --report: the full report, and "
                                    "nothing else, on standard output (or --output).")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--report", action="store_true", help="the full report instead of the summary")
-    p.add_argument("--format", choices=("text", "markdown", "json"),
-                   help="report format (default markdown); only with --report")
-    p.add_argument("--output", metavar="PATH", help="write the report here instead of standard output")
-    p.add_argument("--since", metavar="T", help="only rows at or after T (YYYY-MM-DD[ HH:MM:SS])")
-    p.add_argument("--until", metavar="T", help="only rows before T")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
+    p.add_argument(FILES, nargs="+", metavar="FILE")
+    add_options(p, OPTIONS)
     p.set_defaults(run=run)
 
 
@@ -114,7 +123,7 @@ def _check_files(paths: list[str]) -> None:
                 raise UsageError(f"{p}: empty file")
 
 
-def run(args: argparse.Namespace) -> int | None:
+def run(args: argparse.Namespace | SimpleNamespace) -> int | None:
     import gc
 
     # Counting allocates millions of short-lived objects and no reference cycles, and so does
