@@ -3,9 +3,9 @@ summary."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Sequence
+
+from exporter.common import jsontext
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
 if TYPE_CHECKING:
@@ -98,17 +98,19 @@ def text(r: dict[str, Any]) -> str:
 
 
 def _aligned(rows: list[list[str]]) -> list[str]:
+    import re  # here: the other formats do without it (see exporter/common/jsontext.py)
+
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    numeric = [all(_NUMBER.fullmatch(row[i]) for row in rows[1:]) for i in range(len(widths))]
+    numeric = [all(re.fullmatch(_NUMBER, row[i]) for row in rows[1:]) for i in range(len(widths))]
     return ["  " + "  ".join(cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric))
             .rstrip() for row in rows]
 
 
-_NUMBER = re.compile(r"-?[\d.,]+%?|-")
+_NUMBER = r"-?[\d.,]+%?|-"
 
 
 def as_json(r: dict[str, Any]) -> str:
-    return json.dumps(r, indent=2) + "\n"
+    return jsontext.dumps(r) + "\n"
 
 
 def summary(r: dict[str, Any]) -> str:

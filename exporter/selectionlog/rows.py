@@ -3,8 +3,9 @@
 The legacy file has eight columns; extra columns may follow (orchex writes fallback, reason, policy).
 """
 
-import re
-from collections.abc import Sequence
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 COLUMNS = ("timestamp", "task_category", "selected_model", "primary_category", "confidence_score",
            "final_score", "gpu_id", "selection_duration_ms")
@@ -15,12 +16,31 @@ HEADER_LINE = ",".join(COLUMNS)
 REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence", "score", "gpu", "duration",
            "encoding", "quoting", "truncated", "length")
 MAX_LINE = 64 << 10  # a row longer than this is rejected ("length") and skipped unread
-TIMESTAMP = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
-GPU = re.compile(r"\d{1,6}")
+TIMESTAMP = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+GPU = r"\d{1,6}"
 # Beyond these a value is not a measurement but garbage, and summing it could overflow to infinity
 # and poison every later sum: such a row is rejected by reason, like any other bad row.
 SCORE_LIMIT = 1e6  # |final_score|; selectors score 0-100
 DURATION_LIMIT_MS = 1e7  # selection_duration_ms, about 2.8 hours
+
+
+def fullmatcher(pattern: str) -> Callable[[str], bool]:
+    """Whether a text matches `pattern` whole, the pattern compiled at the first call: a report whose
+    rows all go to the C kernel never imports re (with the enum it imports, 5 ms of its start-up)."""
+    compiled = None
+
+    def matches(text: str) -> bool:
+        nonlocal compiled
+        if compiled is None:
+            import re
+
+            compiled = re.compile(pattern)
+        return compiled.fullmatch(text) is not None
+    return matches
+
+
+timestamp_ok = fullmatcher(TIMESTAMP)
+_gpu = fullmatcher(GPU)
 
 
 def number(text: str) -> float | None:
@@ -33,7 +53,7 @@ def number(text: str) -> float | None:
 
 
 def gpu_ok(v: str) -> bool:
-    return not v or GPU.fullmatch(v) is not None
+    return not v or _gpu(v)
 
 
 def confidence_ok(v: str) -> bool:
@@ -56,7 +76,7 @@ def check(fields: Sequence[str]) -> str | None:
     if len(fields) < 8:
         return "columns"
     ts, cat, model, primary, conf, score, gpu, dur = fields[:8]
-    if not TIMESTAMP.fullmatch(ts):
+    if not timestamp_ok(ts):
         return "timestamp"
     if not cat:
         return "category"

@@ -17,7 +17,6 @@ sums equal to the Python path's.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +32,7 @@ from exporter.selectionlog.rows import (
     TIMESTAMP,
     check,
     fallback_column,
+    fullmatcher,
     is_header,
 )
 
@@ -49,8 +49,8 @@ except ImportError:  # installed without a C compiler: the Python fast path read
 OTHER = "other"
 EXACT_LIMIT = 10_000  # (category, duration) pairs kept exactly before durations are sketched
 # Timestamps joined without separators (each is 19 characters) match this in one C-level pass.
-_TIMESTAMPS = re.compile(f"(?:{TIMESTAMP.pattern})*")
-_GPUS = re.compile(f"(?:(?:{GPU.pattern})?,)*")
+_timestamps = fullmatcher(f"(?:{TIMESTAMP})*")
+_gpus = fullmatcher(f"(?:(?:{GPU})?,)*")
 SelectionKey = tuple[str, str, bool, str]  # (category, model, primary, gpu)
 
 
@@ -96,7 +96,7 @@ def _columns_ok(cat: Sequence[str], model: Sequence[str], prim: Sequence[str], g
     """Whether every row of a fast-path chunk is valid, as rows.check() would judge each one."""
     if not all(cat) or not all(model) or not set(prim) <= {"true", "false"}:
         return False
-    if not _GPUS.fullmatch(",".join(gpu) + ","):
+    if not _gpus(",".join(gpu) + ","):
         return False
     for values, lo, hi in ((conf, 0.0, 1.0), (score, -SCORE_LIMIT, SCORE_LIMIT), (dur, 0.0, DURATION_LIMIT_MS)):
         # NaN slips past min() and max(); it makes the sum NaN (as does inf - inf, which the range
@@ -109,7 +109,7 @@ def _columns_ok(cat: Sequence[str], model: Sequence[str], prim: Sequence[str], g
 
 def timestamps_ok(ts: list[str]) -> bool:
     """Every entry is `YYYY-MM-DD HH:MM:SS`."""
-    return set(map(len, ts)) == {19} and _TIMESTAMPS.fullmatch("".join(ts)) is not None
+    return set(map(len, ts)) == {19} and _timestamps("".join(ts))
 
 
 class Tally:
