@@ -4,7 +4,8 @@
 our own selector's logs (a handful of distinct durations and confidences, orchex's extra columns), and
 another router's (perf/gen_log.generate_distinct: durations 0-2000 ms and confidences with three
 decimals, nearly every duration distinct, the eight legacy columns). Also the routing collector's
-ingest rate on both. Targets: 10,000 rows under 50 ms; 1,000,000 rows at most 1.0x DuckDB's time
+ingest rate on both, and where a 10,000-row report's time goes (start-up step by step, then the work).
+Targets: 10,000 rows under 50 ms; 1,000,000 rows at most 1.0x DuckDB's time
 (distinct) and 0.6x (ours), under 40 MB per process; ingest at least 200,000 rows/s."""
 
 import json
@@ -95,6 +96,38 @@ def peers():
 
 KINDS = {"ours": generate, "distinct": generate_distinct}
 
+# Where a 10,000-row report's time goes: whole processes, each doing one more step than the one
+# before, run in turn (rounds interleaved, so a slow moment of the machine hits every step alike).
+STEPS = (
+    ("the interpreter alone (`python -c pass`)", "pass"),
+    ("importing exporter.cli", "import exporter.cli"),
+    ("importing the report's modules and both C kernels",
+     "import exporter.cli, exporter.commands.analytics, exporter.analytics.render, exporter.analytics.stats, "
+     "exporter.selectionlog.reader"),
+)
+
+
+def startup(paths, rounds=40):
+    """Medians of the steps of STEPS, then of the report on each 10,000-row log."""
+    steps = [(label, [sys.executable, "-c", code]) for label, code in STEPS]
+    reports = [(f"the report on 10,000 rows, {kind}", [sys.executable, "-c", ORCHEX, path]) for kind, path in paths]
+    steps += reports
+    walls = {label: [] for label, _ in steps}
+    for _ in range(rounds):
+        for label, argv in steps:
+            t = time.perf_counter()
+            subprocess.run(argv, cwd=ROOT, capture_output=True, check=True)
+            walls[label].append(time.perf_counter() - t)
+    out, before = [], None
+    for label, argv in steps:
+        median = statistics.median(walls[label])
+        added = None if before is None else median - before
+        out.append({"step": label, "median_s": median, "added_s": added})
+        print(f"  {label:<52} {median * 1e3:6.1f} ms" + (f"  (+{added * 1e3:.1f})" if added is not None else ""))
+        if (label, argv) not in reports:  # each report is added to the last import step
+            before = median
+    return out
+
 
 def ingest(path):
     """Rows per second through the routing collector (follower, checks, label caps, histogram)."""
@@ -133,6 +166,8 @@ def main(tmp):
             print(line)
             if "ingest" in r:
                 print(f"{kind:>8} routing collector ingest: {r['ingest']['rows_per_second']:,.0f} rows/s")
+    print("where a 10,000-row report's time goes (medians of interleaved whole processes):")
+    results["startup"] = startup([(kind, str(tmp / f"{kind}_10000.csv")) for kind in KINDS])
     verdicts = {}
     for kind, limit in (("distinct", 1.0), ("ours", 0.6)):
         large, small = results[f"{kind}_1000000"], results[f"{kind}_10000"]
