@@ -303,6 +303,14 @@ def test_ranks_agree_on_ten_thousand_distinct_durations_and_their_sketch():
         assert exactly(c) == exactly(python_ranks(data, QS))
 
 
+@pytest.mark.parametrize("first, then", [(0.0, -0.0), (-0.0, 0.0)])
+def test_zero_and_negative_zero_tie_and_keep_first_seen_order(first, then):
+    """Python's sort finds them equal; a sort by their bits would put -0.0 first whatever came first."""
+    counts = {("a", first): 1, ("b", then): 1, ("a", 1.0): 1}
+    assert exactly(RANKS.ranks(counts, (0.3, 0.6, 1.0))) == exactly(python_ranks(counts, (0.3, 0.6, 1.0)))
+    assert repr(RANKS.ranks(counts, (0.3,))[1][0]) == repr(first)
+
+
 @pytest.mark.parametrize("counts, qs", [
     ({}, QS), ({("a", float("nan")): 1}, QS), ({("a", True): 1}, QS), ({("a", 2**60): 1}, QS),
     ({("a", "1.0"): 1}, QS), ({(b"a", 1.0): 1}, QS), ({("a", 1.0, 2.0): 1}, QS), ({"a": 1}, QS),
