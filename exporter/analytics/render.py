@@ -98,7 +98,7 @@ def text(r: dict[str, Any]) -> str:
 
 
 def _aligned(rows: list[list[str]]) -> list[str]:
-    import re  # here: the other formats do without it (see exporter/common/jsontext.py)
+    import re  # here, for the text format alone: with enum, 5 ms of start-up (exporter/__init__.py)
 
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     numeric = [all(re.fullmatch(_NUMBER, row[i]) for row in rows[1:]) for i in range(len(widths))]
