@@ -29,9 +29,8 @@ def plain_args(argv: list[str], files: str, options: Options) -> dict[str, Any] 
     `options`, when argv is plain: one run of positionals, options spelled in full, values that do
     not start with a dash, choices kept. None for anything else (help, an abbreviation, `--`, a
     mistake): argparse then reads it and says what is wrong. Tests hold the two to the same result."""
-    kinds = {flag: value for flag, value, _ in options}
-    got: dict[str, Any] = {flag[2:].replace("-", "_"): False if value is None else None
-                           for flag, value in kinds.items()}
+    kinds = {flag: (value, flag[2:].replace("-", "_")) for flag, value, _ in options}  # and where it goes
+    got: dict[str, Any] = {dest: False if value is None else None for value, dest in kinds.values()}
     positionals: list[str] = []
     i, ended = 0, False  # ended: a run of positionals was followed by an option (argparse refuses more)
     while i < len(argv):
@@ -46,7 +45,7 @@ def plain_args(argv: list[str], files: str, options: Options) -> dict[str, Any] 
         flag, equals, value = token.partition("=")
         if flag not in kinds:
             return None
-        kind, dest = kinds[flag], flag[2:].replace("-", "_")
+        kind, dest = kinds[flag]
         if kind is None:
             if equals:
                 return None

@@ -27,7 +27,7 @@ except ImportError:
 def grouped_nearest_ranks(counts: Mapping[tuple[str, K], int],
                           qs: Sequence[float]) -> tuple[dict[str, list[K]], list[K | None]]:
     """Nearest-rank quantiles of each group and of all groups together, over {(group, value): how many
-    times it was seen}. In C where it was built (1 ms for 10,000 distinct durations); else sorted,
+    times it was seen}. In C where it was built (0.4 ms for 10,000 distinct durations); else sorted,
     accumulate and bisect (5 ms), never a loop in Python over the values (9 ms)."""
     got = _kernel.ranks(counts, qs) if _kernel is not None else None
     if got is not None:

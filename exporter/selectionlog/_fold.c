@@ -190,7 +190,7 @@ static int apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_en
     rc = 0;
     for (Py_ssize_t i = 0; i < nkeys && !rc; i++) {
         key_entry *e = &keys[i];
-        PyObject *c = text(cache, e->cat), *m = text(cache, e->model), *g = text(cache, e->gpu);
+        PyObject *c = text(cache, e->cat), *m = c ? text(cache, e->model) : NULL, *g = m ? text(cache, e->gpu) : NULL;
         PyObject *p = e->primary ? Py_True : Py_False;
         PyObject *key = (c && m && g) ? PyTuple_Pack(4, c, m, p, g) : NULL;
         PyObject *pair = key ? PyTuple_Pack(2, c, m) : NULL, *key3 = pair ? PyTuple_Pack(3, c, m, p) : NULL;
@@ -278,10 +278,9 @@ static void chunk_free(chunk *ch) {
     free(ch->keys), free(ch->durs), free(ch->key_slots), free(ch->dur_slots), free(ch->row_key), free(ch->row_dur);
 }
 
-/* Read a chunk of whole lines: 1 when every row is plainly valid, 0 when any is not (the caller
+/* Read a chunk of whole lines into a zeroed `ch`: 1 when every row is plainly valid, 0 when any is not (the caller
  * declines), -1 with an exception set when memory runs out. */
 static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fallback_col, int sketch, int by_row) {
-    *ch = (chunk){0};
     if (size == 0 || buf[size - 1] != '\n') return 0;
     Py_ssize_t lines = 0;
     for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + size - q))); q++) lines++;
