@@ -1,21 +1,29 @@
 """A small HTTP/1.1 server that hostile or broken clients cannot starve, for the exporter's endpoints.
 
 One event loop thread holds every connection, so a connection costs a few kilobytes, not a thread;
-the work of answering (a scrape, a bcrypt check) runs in a small fixed pool of worker threads, so a
-slow collector never stalls the loop. Every wait has a deadline and every buffer a size:
+the work of answering (a scrape) runs in a small fixed pool of worker threads, so a slow collector
+never stalls the loop. Request framing is h11's (a sans-IO HTTP/1.1 implementation that follows RFC
+9112): bodies are read and dropped or refused, ambiguous framing is a 400 and a close. This module
+adds what a parser does not: every phase of a connection has a deadline and every buffer a size.
 
-- the TLS handshake, and a request's line and headers, must arrive within HEADER_TIMEOUT;
+- the TLS handshake and the first request's line and headers must arrive within HEADER_TIMEOUT of
+  the accept, a later request's within HEADER_TIMEOUT of its first byte;
 - a keep-alive connection may sit idle for IDLE_TIMEOUT between requests;
-- a request's line and headers may take MAX_HEADER_BYTES; larger is a 431 and a close;
+- a request's line and headers may take MAX_HEADER_BYTES (more is a 431), its body MAX_BODY_BYTES
+  (more is a 413), each followed by a close;
 - a response must be taken by the client within WRITE_TIMEOUT, written in WRITE_CHUNK pieces;
-- at most MAX_CONNECTIONS connections are held; one more is closed at once.
+- at most MAX_CONNECTIONS connections are held, MAX_TLS_CONNECTIONS with TLS; one more closes the
+  connection that has waited longest for a request (an idle keep-alive, a silent handshake), or is
+  closed itself when every connection is being answered, so waiting connections cannot lock a
+  scraper out: a real client sends its request at once and is never the one waiting longest.
 
-Python's threading HTTP server (one thread per connection, no deadlines) let 1,000 slow clients hold
-1,000 threads; asyncio's streams give the deadlines and the bounded buffers with the standard library
-alone, so no server dependency is added. The request grammar is the subset a metrics endpoint needs:
-GET and HEAD, no request bodies, HTTP/1.0 and 1.1; anything else gets an answer and a close."""
+Memory per connection, measured by `make perf` (docs/performance.md): about 6 KB for plain HTTP and
+about 67 KB for TLS while it waits for its request (OpenSSL's state and buffers; asyncio's own 256 KiB
+read buffer is sized down to TLS_READ_BUFFER), so the worst case is about 6 MB plain and 17 MB with
+TLS over the process's own."""
 
 import asyncio
+import asyncio.sslproto
 import logging
 import socket
 import ssl
@@ -27,8 +35,12 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
+
+import h11
 
 from exporter.errors import UsageError
+from exporter.logfmt import Throttled
 
 log = logging.getLogger("orchex")
 
@@ -38,17 +50,29 @@ WRITE_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 60.0  # a handler (a scrape) that takes longer is abandoned with its connection
 SWEEP_SECONDS = 1.0  # deadlines are kept to within this
 MAX_HEADER_BYTES = 16 << 10
+MAX_BODY_BYTES = 64 << 10  # a body on a GET means nothing here; it is read and dropped up to this
 MAX_CONNECTIONS = 1024
+MAX_TLS_CONNECTIONS = 256  # Prometheus holds one or two per server; 256 x 67 KB, not 1024
 WORKERS = 4
+READ_SIZE = 16 << 10
 WRITE_CHUNK = 16 << 10
+# asyncio gives every TLS connection a 256 KiB read buffer, allocated and zeroed before the client
+# sends a byte: 300 silent TLS connections took 80 MB. The class attribute is the only size asyncio
+# reads; a request to a metrics endpoint is a few hundred bytes.
+TLS_READ_BUFFER = 16 << 10
+asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+# Lines about what clients did wrong: useful once, noise a thousand times a second.
+client_log = Throttled(log, every=60.0)
 
 
 @dataclass
 class Request:
     method: str
-    target: str
+    path: str
+    query: str
     version: str  # HTTP/1.0 or HTTP/1.1
-    headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
+    headers: dict[str, str]  # names lower-cased; a repeated header's values joined by ", "
     peer: str
 
 
@@ -64,7 +88,7 @@ Handler = Callable[[Request, Callable[..., Awaitable[Any]]], Awaitable[Response]
 
 
 class BadRequest(Exception):
-    def __init__(self, status: HTTPStatus, reason: str) -> None:
+    def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
 
@@ -78,37 +102,34 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def parse_head(data: bytes, peer: str) -> Request:
-    """A Request from the bytes of a request line and its headers (up to the blank line)."""
-    text = data.decode("latin-1")  # every byte decodes: HTTP/1.1 headers are octets
-    line, _, rest = text.partition("\r\n") if "\r\n" in text else text.partition("\n")
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+def to_request(event: h11.Request, peer: str) -> Request:
+    """Our Request from h11's, refusing what h11 lets through but a server must not serve: another
+    major version, a body framed two ways (RFC 9112 6.3: a smuggling vector), a target that is not
+    a URL."""
+    version = event.http_version.decode()
+    if version not in ("1.0", "1.1"):
+        raise BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"unsupported version HTTP/{version[:8]}")
+    headers: dict[str, str] = {}
+    for name, value in event.headers:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    if "transfer-encoding" in headers and "content-length" in headers:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "both Transfer-Encoding and Content-Length")
+    target = event.target.decode("latin-1")
+    try:
+        url = urlsplit(target)
+    except ValueError:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"bad request target {target[:80]!r}") from None
+    return Request(event.method.decode("latin-1"), url.path, url.query, f"HTTP/{version}", headers, peer)
+
+
+def check_request_line(buffered: bytes) -> None:
+    """Refuse a request line without an HTTP version (HTTP/0.9) as soon as the line is complete:
+    h11 would wait for a blank line that such a client never sends."""
+    line, newline, _ = buffered.partition(b"\n")
+    if newline and not line.rstrip(b"\r").rsplit(b" ", 1)[-1].startswith(b"HTTP/"):
         raise BadRequest(HTTPStatus.BAD_REQUEST, f"bad request line {line[:80]!r}")
-    method, target, version = parts
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"unsupported version {version[:16]!r}")
-    headers = {}
-    for raw in rest.replace("\r\n", "\n").split("\n"):
-        if not raw:
-            continue
-        name, sep, value = raw.partition(":")
-        if not sep or not name or name != name.strip() or any(c in name for c in " \t"):
-            raise BadRequest(HTTPStatus.BAD_REQUEST, f"bad header line {raw[:80]!r}")
-        headers[name.lower()] = value.strip()
-    return Request(method, target, version, headers, peer)
-
-
-def render_response(r: Response, version: str, close: bool, head_only: bool, server: str) -> bytes:
-    """The bytes of a response: status line and headers, then the body unless the request was HEAD.
-    One buffer, so that headers and a small body leave in one segment."""
-    lines = [f"{version} {r.status} {HTTPStatus(r.status).phrase}", f"Server: {server}",
-             f"Date: {formatdate(usegmt=True)}", f"Content-Type: {r.content_type}",
-             f"Content-Length: {len(r.body)}", *(f"{k}: {v}" for k, v in r.headers)]
-    if close:
-        lines.append("Connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + r.body
 
 
 class _Connection:
@@ -139,10 +160,11 @@ class Server:
             raise UsageError(f"--web.listen-address {address}: {e.strerror}") from None
         self.sock.setblocking(False)
         self.server_address = self.sock.getsockname()
-        self.handler, self.tls, self.idle, self.name = handler, tls, idle, name
+        self.handler, self.tls, self.on_idle, self.name = handler, tls, idle, name
         self.answering = 0  # requests between their handler's start and their response's end
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="orchex-http")
         self.held: set[_Connection] = set()
+        self.waiting: dict[_Connection, None] = {}  # connections with no request yet, longest waiting first
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
@@ -157,12 +179,17 @@ class Server:
 
     async def _main(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.loop.set_exception_handler(_loop_error)
         self._stop = asyncio.Event()
         server = await asyncio.start_server(self._connection, sock=self.sock, limit=MAX_HEADER_BYTES)
         sweeper = asyncio.create_task(self._sweep())
         self._started.set()
         async with server:
             await self._stop.wait()
+            # Connections still held (idle keep-alives, say) are closed here, before the loop ends,
+            # so that no task is left to be cancelled mid-await at asyncio.run's exit.
+            for conn in list(self.held):
+                conn.writer.transport.abort()
         sweeper.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -174,8 +201,13 @@ class Server:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
             for conn in [c for c in self.held if c.deadline < now]:
-                log.debug("http %s: %s not done in time, closing", conn.peer, conn.waiting_for)
-                conn.writer.transport.abort()
+                log.debug(f"http {conn.peer}: {conn.waiting_for} not done in time, closing")
+                self._drop(conn)
+
+    def _drop(self, conn: _Connection) -> None:
+        self.held.discard(conn)
+        self.waiting.pop(conn, None)
+        conn.writer.transport.abort()
 
     def shutdown(self) -> None:
         if self._started.wait(5) and self.loop is not None and self._stop is not None:
@@ -189,94 +221,139 @@ class Server:
         """fn(*args) on a worker thread: for anything that may block or take milliseconds."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
+    def _admit(self, peer: str, limit: int) -> bool:
+        """Room for one more connection: at the limit, the connection waiting longest makes way."""
+        if len(self.held) < limit:
+            return True
+        if not self.waiting:
+            log.debug(f"http {peer}: refused, {len(self.held)} connections held and all being answered")
+            return False
+        oldest = next(iter(self.waiting))
+        log.debug(f"http {oldest.peer}: closed while waiting for {oldest.waiting_for}, to admit {peer}")
+        self._drop(oldest)
+        return True
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str((writer.get_extra_info("peername") or ("?",))[0])
-        if len(self.held) >= MAX_CONNECTIONS:
-            log.debug("http %s: refused, %d connections held", peer, len(self.held))
-            writer.close()
+        context = self.tls()
+        if not self._admit(peer, MAX_CONNECTIONS if context is None else MAX_TLS_CONNECTIONS):
+            writer.transport.abort()
             return
         conn = _Connection(writer, peer)
         self.held.add(conn)
+        self.waiting[conn] = None
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            context = self.tls()
+            conn.expect("the first request", HEADER_TIMEOUT)  # the TLS handshake is part of it
             if context is not None:
                 await writer.start_tls(context, ssl_handshake_timeout=HEADER_TIMEOUT)
             await self._requests(reader, conn)
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError, ConnectionError, TimeoutError) as e:
-            log.debug("http %s: connection ended: %s", peer, e.__class__.__name__)
+            log.debug(f"http {peer}: connection ended: {e.__class__.__name__}")
+        except Exception as e:  # a bug here must cost one connection and one line, never the server
+            client_log.warning(f"http {peer}: connection failed: {e.__class__.__name__}: {e}",
+                               key=e.__class__.__name__)
         finally:
             self.held.discard(conn)
+            self.waiting.pop(conn, None)
             writer.close()
 
     async def _requests(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
-        peer = conn.peer
-        conn.expect("the first request", HEADER_TIMEOUT)
+        h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         while True:
-            first = await reader.read(1)  # idle until the first byte of the next request
-            if not first:
-                return
-            conn.expect("the request's headers", HEADER_TIMEOUT)
             try:
-                request = parse_head(await _read_head(reader, first), peer)
-            except asyncio.LimitOverrunError:
-                await self._write(conn, Response(431, b"Request header fields too large\n"), "HTTP/1.1", True, False)
+                request = await self._receive(reader, conn, h)
+            except h11.RemoteProtocolError as e:
+                client_log.debug(f"http {conn.peer}: {e}", key="framing")
+                await self._write(conn, h, Response(e.error_status_hint, f"{e}\n".encode()), False, True)
                 return
             except BadRequest as e:
-                await self._write(conn, Response(int(e.status), f"{e}\n".encode()), "HTTP/1.1", True, False)
+                client_log.debug(f"http {conn.peer}: {e}", key="request")
+                await self._write(conn, h, Response(e.status, f"{e}\n".encode()), False, True)
                 return
-            close = _wants_close(request)
+            if request is None:
+                return
             conn.expect("the answer", ANSWER_TIMEOUT)
             self.answering += 1
             try:
-                if request.method not in ("GET", "HEAD"):
-                    response = Response(405, b"Method not allowed\n", headers=[("Allow", "GET, HEAD")])
-                    close = True  # a body may follow, which is not read
-                else:
-                    response = await self.handler(request, self.run_blocking)
-                log.debug("http %s %s %s %d", peer, request.method, request.target[:200], response.status)
-                await self._write(conn, response, request.version, close, request.method == "HEAD")
+                response, close = await self._answer(request)
+                log.debug(f"http {conn.peer} {request.method} {request.path[:200]} {response.status}")
+                await self._write(conn, h, response, request.method == "HEAD", close)
             finally:
                 self.answering -= 1
                 if not self.answering:
-                    self.idle()
-            if close:
-                return
+                    self.on_idle()
+            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+                return  # h11 knows the connection must close: HTTP/1.0, `Connection: close`
+            h.start_next_cycle()
             conn.expect("the next request", IDLE_TIMEOUT)
+            self.waiting[conn] = None
 
-    async def _write(self, conn: _Connection, response: Response, version: str, close: bool,
-                     head_only: bool) -> None:
+    async def _receive(self, reader: asyncio.StreamReader, conn: _Connection, h: h11.Connection) -> Request | None:
+        """The next request, its body read and dropped; None when the client closed between requests."""
+        request, body = None, 0
+        while True:
+            event = h.next_event()
+            if event is h11.NEED_DATA:
+                if request is None:
+                    check_request_line(h.trailing_data[0])
+                data = await reader.read(READ_SIZE)
+                if conn.waiting_for == "the next request":  # its first byte came
+                    conn.expect("the request's headers", HEADER_TIMEOUT)
+                h.receive_data(data)
+            elif isinstance(event, h11.Request):
+                self.waiting.pop(conn, None)
+                request = to_request(event, conn.peer)
+                if request.method not in ("GET", "HEAD"):
+                    return request  # answered with a 405 and a close; its body is not read
+            elif isinstance(event, h11.Data):
+                body += len(event.data)
+                if body > MAX_BODY_BYTES:
+                    raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                return request
+            else:  # ConnectionClosed between requests
+                return None
+
+    async def _answer(self, request: Request) -> tuple[Response, bool]:
+        """The response and whether to close after it."""
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"Method not allowed\n", headers=[("Allow", "GET, HEAD")]), True
+        try:
+            return await self.handler(request, self.run_blocking), False
+        except Exception as e:  # a failing handler is a 500 and one line, not a dropped connection
+            client_log.warning(f"http {request.path[:200]}: answering failed: {e.__class__.__name__}: {e}",
+                               key=f"answer {e.__class__.__name__}")
+            return Response(500, b"Internal server error\n"), True
+
+    async def _write(self, conn: _Connection, h: h11.Connection, response: Response, head_only: bool,
+                     close: bool) -> None:
         conn.expect("the client to take the response", WRITE_TIMEOUT)
-        data = memoryview(render_response(response, "HTTP/1.1" if version == "HTTP/1.1" else "HTTP/1.0", close,
-                                          head_only, self.name))
-        for at in range(0, len(data), WRITE_CHUNK):
-            conn.writer.write(data[at:at + WRITE_CHUNK])
-            await conn.writer.drain()
+        headers = [("Server", self.name), ("Date", formatdate(usegmt=True)), ("Content-Type", response.content_type),
+                   ("Content-Length", str(len(response.body))), *response.headers]
+        if close:
+            headers.append(("Connection", "close"))
+        try:
+            events: list[h11.Event] = [h11.Response(status_code=response.status, headers=headers,
+                                                    reason=HTTPStatus(response.status).phrase)]
+            if response.body and not head_only:
+                events.append(h11.Data(data=response.body))  # passed through below, not copied
+            parts = [part for e in [*events, h11.EndOfMessage()] for part in h.send_with_data_passthrough(e) or ()]
+        except h11.LocalProtocolError:  # the request left no state a response can follow
+            return
+        for part in parts:
+            data = memoryview(part)
+            for at in range(0, len(data), WRITE_CHUNK):
+                conn.writer.write(data[at:at + WRITE_CHUNK])
+                await conn.writer.drain()
 
 
-async def _read_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
-    """The request line and headers, after the request's first byte. A request line without an HTTP
-    version (HTTP/0.9) ends at its own newline: it is answered, not waited on."""
-    line = first + (await reader.readuntil(b"\n") if first != b"\n" else b"")
-    if line.strip() == b"":
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "empty request line")
-    if not line.rstrip(b"\r\n").rsplit(b" ", 1)[-1].startswith(b"HTTP/"):
-        return line  # parse_head refuses it with a 400
-    lines, size = [line], len(line)
-    while True:
-        header = await reader.readuntil(b"\n")
-        size += len(header)
-        if size > MAX_HEADER_BYTES:
-            raise asyncio.LimitOverrunError("request headers too large", size)
-        if header in (b"\r\n", b"\n"):
-            return b"".join(lines)
-        lines.append(header)
-
-
-def _wants_close(request: Request) -> bool:
-    connection = request.headers.get("connection", "").lower()
-    if request.version == "HTTP/1.0":
-        return "keep-alive" not in connection
-    return "close" in connection
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own reports (a TLS handshake cut off by its deadline, a transport reset) as one
+    throttled line: its default handler writes a traceback per connection, at any log level."""
+    error = context.get("exception")
+    what = context.get("message", "asyncio error")
+    detail = f"{what}: {error.__class__.__name__}: {error}" if error is not None else what
+    client_log.debug(f"http: {detail}", key=what)

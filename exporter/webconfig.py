@@ -100,32 +100,48 @@ class WebConfig:
     tls: Tls | None = None
     users: dict[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
     headers: dict[str, str] = field(default_factory=dict)
-    _checked: dict[bytes, bool] = field(default_factory=dict)  # digest of (user, password) -> verdict
+    # Verdicts by an HMAC digest of (user, password), as exporter-toolkit caches them. Granted ones are
+    # kept apart: a flood of wrong passwords clears only the refused ones, so the scraper's stays.
+    _granted: dict[bytes, None] = field(default_factory=dict)
+    _refused: dict[bytes, None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def authorized(self, user: str, password: str) -> bool:
-        """bcrypt costs tens of milliseconds per check by design; a scrape every few seconds with the
-        same credentials is checked once and then found by an HMAC digest, as exporter-toolkit caches.
-        An unknown user costs one bcrypt check all the same, so timing does not tell which users exist."""
-        if not self.users:
-            return True
+    def _key(self, user: str, password: str) -> tuple[bytes, bytes | None]:
+        """The cache key and the hash to check against. An unknown user is checked against a real
+        hash all the same, so timing does not tell which users exist."""
         hashed = self.users.get(user)
         checked_against = hashed if hashed is not None else next(iter(self.users.values()))
-        key = hmac.new(checked_against, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+        return hmac.new(checked_against, f"{user}\0{password}".encode(), hashlib.sha256).digest(), hashed
+
+    def cached(self, user: str, password: str) -> bool | None:
+        """The verdict already reached for these credentials, None when bcrypt must decide: cheap
+        (one HMAC), so it runs on the event loop and never waits behind a bcrypt check."""
+        if not self.users:
+            return True
+        key, _ = self._key(user, password)
         with self._lock:
-            known = self._checked.get(key)
-        if known is not None:
-            return known
+            if key in self._granted:
+                return True
+            if key in self._refused:
+                return False
+        return None
+
+    def check(self, user: str, password: str) -> bool:
+        """The bcrypt verdict, remembered: tens of milliseconds by design, so it runs on a worker."""
+        if not self.users:
+            return True
+        key, hashed = self._key(user, password)
         import bcrypt
 
         try:
-            ok = bcrypt.checkpw(password.encode(), checked_against) and hashed is not None
+            ok = bcrypt.checkpw(password.encode(), hashed or next(iter(self.users.values()))) and hashed is not None
         except ValueError:  # bcrypt 5 refuses passwords over 72 bytes: wrong, not an error
             ok = False
         with self._lock:
-            if len(self._checked) >= CACHE_SIZE:
-                self._checked.clear()
-            self._checked[key] = ok
+            verdicts = self._granted if ok else self._refused
+            if len(verdicts) >= CACHE_SIZE:
+                verdicts.clear()
+            verdicts[key] = None
         return ok
 
 
