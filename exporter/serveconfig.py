@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "fleet": None,
     "registry": None,
     "selection-log": [],
+    "selection-log.max-open-files": 256,
     "routing.max-label-values": 100,
     "routing.max-series": 10_000,
     "log.level": "info",
@@ -118,6 +119,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "registry": _path,
     "selection-log": lambda v: None if isinstance(v, list) and all(isinstance(p, str) and p for p in v)
     else "must be a list of paths or globs",
+    "selection-log.max-open-files": _whole(1, 1_000_000),
     "routing.max-label-values": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000
     else "must be a positive integer up to 100,000",
     "routing.max-series": _whole(100, 1_000_000),

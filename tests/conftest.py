@@ -87,14 +87,16 @@ def free_port():
 class Served:
     """An `orchex serve` subprocess on a free loopback port, stopped by PID."""
 
-    def __init__(self, args, env=None, scheme="http", wait=True):
+    def __init__(self, args, env=None, scheme="http", wait=True, **popen):
+        """`popen`: more arguments for subprocess.Popen (user, preexec_fn)."""
         import time
 
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{self.port}", *args],
-            cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            **popen)
         if wait:
             deadline = time.time() + 20
             while time.time() < deadline:

@@ -484,3 +484,102 @@ def test_the_bases_are_valid_so_each_case_has_one_problem(tmp_path):
     fleet.write_text(FLEET)
     code, out, err, problem = run_in_process(["select", "--gpus", "simulated", "--fleet", str(fleet)], {})
     assert code == 0 and problem is None, err
+
+
+# Hostile logs under `orchex serve` (issue 22): each failed with main at ee26657.
+
+def _selections(body):
+    return sum(float(line.rpartition(" ")[2]) for line in body.decode().splitlines()
+               if line.startswith("orchex_router_selections_total{"))
+
+
+def _row(i):
+    return f"2026-01-23 08:00:{i % 60:02d},code,google-gemma-3-270m-it,true,0.95,70.00,0,0.004\n"
+
+
+def _timed_get(s):
+    import time
+
+    started = time.monotonic()
+    code, _, body = s.get()
+    return time.monotonic() - started, code, body
+
+
+def test_1100_logs_under_a_1024_open_file_limit_are_all_counted(serve, tmp_path):
+    import resource
+    import time
+
+    for i in range(1100):
+        (tmp_path / f"sel-{i:04d}.csv").write_text("".join(_row(j) for j in range(3)))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    s = serve("--gpu-backend=simulated", f"--selection-log={tmp_path}/sel-*.csv", preexec_fn=limit)
+    for expected in (3300, 4400):
+        deadline = time.monotonic() + 30
+        while True:
+            took, code, body = _timed_get(s)
+            assert code == 200 and took < 5, took
+            if _selections(body) == expected or time.monotonic() > deadline:
+                break
+        assert _selections(body) == expected
+        for i in range(1100):
+            with open(tmp_path / f"sel-{i:04d}.csv", "a") as f:
+                f.write(_row(i))
+    fds = len(os.listdir(f"/proc/{s.proc.pid}/fd"))
+    assert fds < 300, f"{fds} descriptors held"  # the budget of 256, not one per file
+
+
+def _without_root_file_access():
+    """In the child before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set,
+    so that root, as the tests run in CI, meets file permissions as an unprivileged daemon would."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if os.getuid() == 0 and libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_unreadable_log_is_named_counted_and_not_followed(serve, tmp_path):
+    folder = tmp_path
+    readable, unreadable = os.path.join(folder, "a.csv"), os.path.join(folder, "b.csv")
+    for path in (readable, unreadable):
+        with open(path, "w") as f:
+            f.write(_row(1))
+    os.chmod(unreadable, 0o000)
+    s = serve("--gpu-backend=simulated", f"--selection-log={folder}/*.csv", preexec_fn=_without_root_file_access)
+    text = s.get()[2].decode()
+    assert re.search(rf'^orchex_router_selection_log_files\{{pattern="{re.escape(str(folder))}/\*.csv"\}} 1$', text, re.M)
+    assert _selections(text.encode()) == 1
+    assert re.search(r'^orchex_router_selection_log_errors_total\{reason="permission"\} [1-9]', text, re.M)
+    s.get()
+    _, err = s.stop()
+    assert err.count(f"selection log {unreadable}: cannot be followed (permission)") == 1, err
+    assert "Traceback" not in err
+
+
+def test_scrapes_answer_while_a_20_gb_sparse_log_is_followed(serve, tmp_path):
+    import time
+
+    log = tmp_path / "sel.csv"
+    with open(log, "wb") as f:
+        f.write(_row(1).encode())
+        f.seek(20 << 30)  # 20 GB, nearly all of it a hole: what copytruncate leaves behind a writer
+        f.write(_row(2).encode())
+    s = serve("--gpu-backend=simulated", f"--selection-log={log}", wait=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            took, code, body = _timed_get(s)
+        except OSError:
+            time.sleep(0.2)
+            continue
+        assert took < 10, took
+        if _selections(body) == 2:
+            break
+    assert _selections(body) == 2  # the row after the hole
+    for _ in range(3):
+        took, code, body = _timed_get(s)
+        assert code == 200 and took < 10, took

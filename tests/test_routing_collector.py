@@ -165,3 +165,85 @@ def test_a_cross_product_of_labels_stays_within_the_series_budget(tmp_path, defa
     assert sum(n for k, n in v.items() if k[0] == "orchex_router_selections_total") == 8000  # every row counted
     overflow = v[("orchex_router_label_overflow_total", (("label", "series"),))]
     assert overflow > 0 and sel(v, cat="other", model="other", gpu="other") == overflow
+
+
+def held_open(folder):
+    """How many of this process's descriptors are open on files in `folder`."""
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(folder)))
+
+
+def total_selections(values):
+    return sum(n for k, n in values.items() if k[0] == "orchex_router_selections_total")
+
+
+def test_files_beyond_the_open_file_budget_are_counted_once_each(tmp_path, default_registry):
+    logs = [tmp_path / f"sel-{i:03d}.csv" for i in range(40)]
+    for i, log in enumerate(logs):
+        log.write_text(HEADER_LINE + "\n" + row(i))
+    c = RoutingCollector([str(tmp_path / "sel-*.csv")], default_registry, max_open_files=8)
+    assert total_selections(samples(c)) == 40
+    assert held_open(tmp_path) <= 8
+    for i, log in enumerate(logs):  # every file grows, half of them by a row and a partial line
+        with open(log, "a") as f:
+            f.write(row(i) + (row(i)[:15] if i % 2 else ""))
+    assert total_selections(samples(c)) == 80
+    assert held_open(tmp_path) <= 8
+    for i, log in enumerate(logs):  # the partial lines end, in files closed meanwhile, and a row follows
+        with open(log, "a") as f:
+            f.write((row(i)[15:] if i % 2 else "") + row(i))
+    assert total_selections(samples(c)) == 140
+    assert held_open(tmp_path) <= 8
+    assert total_selections(samples(c)) == 140  # nothing counted twice
+    os.rename(logs[0], tmp_path / "sel-000.csv.1")  # closed, and rotated away: followed no more
+    logs[0].write_text(row(1))
+    assert total_selections(samples(c)) == 141
+    c.close()
+
+
+def test_a_file_is_read_at_most_read_per_poll_bytes_a_poll(tmp_path):
+    from exporter.selectionlog import reader
+    from exporter.selectionlog.tally import Tally
+
+    log = tmp_path / "big.csv"
+    one = row(1)
+    rows = 3 * reader.READ_PER_POLL // len(one) + 10
+    log.write_text(one * rows)
+    tally = Tally(buckets=(1.0,))
+    follower = reader.Follower([str(log)], tally)
+    counted = []
+    while follower.poll():
+        counted.append(sum(tally.selections.values()))
+    counted.append(sum(tally.selections.values()))
+    assert len(counted) == 4 and counted[-1] == rows
+    assert all(b - a <= reader.READ_PER_POLL // len(one) + 1 for a, b in zip([0, *counted], counted))
+
+
+def test_a_sparse_hole_is_stepped_over_not_read(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(HEADER_LINE + "\n" + row(1))
+    c = RoutingCollector([str(log)], default_registry)
+    assert sel(samples(c)) == 1
+    with open(log, "r+b") as f:  # a writer that kept its offset after copytruncate
+        f.truncate(0)
+        f.seek(20 << 30)
+        f.write(b"\n" + row(2).encode() + row(3).encode())
+    v = samples(c)
+    assert sel(v) == 3  # the new rows after the hole, counted well within the scrape's wait: the hole is not read
+    assert v[("orchex_router_selection_log_parse_errors_total", (("reason", "length"),))] == 1
+
+
+def test_a_poll_that_raises_fails_the_collector_and_says_why(tmp_path, default_registry):
+    import pytest
+
+    from exporter.collectors import CollectorFailed
+
+    log = tmp_path / "sel.csv"
+    log.write_text(row(1))
+    c = RoutingCollector([str(log)], default_registry)
+    assert sel(samples(c)) == 1
+    c.follower.patterns = None  # a bug in the follower: the reader must not die silently
+    with pytest.raises(CollectorFailed, match="reading the selection logs: TypeError"):
+        c.collect(0)
+    c.follower.patterns = [str(log)]
+    assert sel(samples(c)) == 1

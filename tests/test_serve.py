@@ -322,10 +322,12 @@ def test_a_selection_log_that_is_a_fifo_or_matches_nothing_is_said_not_hung_on(s
     v = series(s.get()[2])
     for pattern in (str(fifo), "/dev/zero", f"{tmp_path}/nothing-*.csv"):
         assert v[("orchex_router_selection_log_files", (("pattern", pattern),))] == 0
+    assert v[("orchex_router_selection_log_errors_total", (("reason", "not_regular"),))] >= 2
     (tmp_path / "nothing-1.csv").write_text("")
     assert series(s.get()[2])[("orchex_router_selection_log_files", (("pattern", f"{tmp_path}/nothing-*.csv"),))] == 1
     _, err = s.stop()
-    assert "/dev/zero: not a regular file; not followed" in err and "fifo.csv: not a regular file" in err
+    assert err.count("/dev/zero: cannot be followed (not_regular)") == 1  # said once, though read on every scrape
+    assert err.count("fifo.csv: cannot be followed (not_regular)") == 1
     assert f"'{tmp_path}/nothing-*.csv' matches no file" in err and "now matches 1 file(s)" in err
 
 

@@ -4,15 +4,21 @@ Counts are a pure function of the logs' content: a restart re-reads the logs and
 values. Label values come from files and are untrusted: categories and models of the registry are
 always kept, and at most `max_label_values` other values per label are admitted; the rest are
 counted under `other` (and in orchex_router_label_overflow_total), so a hostile log cannot grow
-memory or series without bound."""
+memory or series without bound.
 
+The logs are read on a thread of this collector's, never on the scrape's: a scrape wakes it and waits
+at most READ_WAIT seconds for a poll that began after the scrape did, then serves what is counted, so
+a huge file, a sparse one or a slow disk never makes a scrape late."""
+
+import logging
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from exporter.collectors import CollectorFailed
 from exporter.exposition import Family, labels
 from exporter.routing.registry import Registry
-from exporter.selectionlog.reader import Follower
+from exporter.selectionlog.reader import ERROR_REASONS, MAX_OPEN_FILES, Follower
 from exporter.selectionlog.rows import REASONS
 from exporter.selectionlog.tally import OTHER, SelectionKey, Tally
 
@@ -23,6 +29,9 @@ BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
            10.0)
 LE = tuple(str(b) for b in BUCKETS) + ("+Inf",)
 MAX_SERIES = 10_000  # the default of routing.max-series
+READ_WAIT = 2.0  # seconds a scrape waits for the logs to be read; well inside any scrape timeout
+
+log = logging.getLogger("orchex")
 
 
 class LabelCap:
@@ -76,15 +85,23 @@ class RoutingCollector:
     name = "routing"
 
     def __init__(self, patterns: Iterable[str], registry: Registry, max_label_values: int = 100,
-                 max_series: int = MAX_SERIES) -> None:
+                 max_series: int = MAX_SERIES, max_open_files: int = MAX_OPEN_FILES) -> None:
         self.cap = LabelCap(known_labels(registry), max_label_values)
         self.budget = SeriesBudget(max_series)
         self.tally = Tally(buckets=BUCKETS, label=self.cap, admit=self.budget)
-        self.follower = Follower(patterns, self.tally)
+        self.follower = Follower(patterns, self.tally, max_open_files)
         self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the tally, the follower and the settings: the reader's and a reload's
         self.built: tuple[object, list[Family]] = (None, [])  # (what they were built from, families)
         self._labels: dict[tuple[tuple[str, str], ...], str] = {}
+        # Polls begun and finished by the reader, and its failure: a scrape waits on these.
+        self.progress = threading.Condition()
+        self.begun = self.finished = 0
+        self.failure: str | None = None
+        self.wake = threading.Event()
+        self.closing = False
+        self.reader = threading.Thread(target=self._read_logs, name="orchex-routing-reader", daemon=True)
+        self.reader.start()
 
     def reconfigure(self, settings: "Settings", registry: Registry) -> None:
         """Adopt reloaded settings: the registry's names are admitted from now on, the label cap and
@@ -94,22 +111,53 @@ class RoutingCollector:
             self.cap.max_values = settings["routing.max-label-values"]
             self.budget.limit = settings["routing.max-series"]
             self.follower.patterns = list(settings["selection-log"])
+            self.follower.max_open = settings["selection-log.max-open-files"]
             self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
             self.built = (None, [])
+        self.wake.set()
 
     def close(self) -> None:
-        self.follower.close()
+        self.closing = True
+        self.wake.set()
+        self.reader.join(10)
+        with self.lock:
+            self.follower.close()
 
     def collect(self, now: float) -> list[Family]:
-        with self.lock:
-            self.follower.poll()
-            # The families change when a count does or when a pattern matches other files.
-            state = (self.tally.version, tuple(self.follower.matched.items()))
-            built, families = self.built
-            if built != state:
-                families = self._families()
-                self.built = (state, families)
-            return families
+        with self.progress:
+            wanted = self.begun + 1  # a poll that begins after this scrape did
+            self.wake.set()
+            self.progress.wait_for(lambda: self.finished >= wanted, READ_WAIT)
+            failure = self.failure
+        families = self.built[1]
+        if failure is not None:
+            raise CollectorFailed(failure, families)
+        return families
+
+    def _read_logs(self) -> None:
+        """The reader: a poll whenever a scrape or a reload asks, and at once again while a file is
+        behind. A poll that raises is logged and served as the collector's failure, never lost."""
+        while not self.closing:
+            with self.progress:  # cleared under the lock a scrape sets it under: no wake-up is lost
+                self.wake.clear()
+                self.begun += 1
+                this = self.begun
+            try:
+                with self.lock:
+                    behind = self.follower.poll()
+                    # The families change when a count does, or when the files or errors do.
+                    state = (self.tally.version, tuple(self.follower.matched.items()),
+                             tuple(self.follower.errors.values()))
+                    if self.built[0] != state:
+                        self.built = (state, self._families())
+                failure = None
+            except Exception as e:  # reported by every scrape until a poll succeeds
+                behind, failure = False, f"reading the selection logs: {type(e).__name__}: {e}"
+            with self.progress:
+                self.finished, self.failure = this, failure
+                self.progress.notify_all()
+            if not behind:
+                self.wake.wait()
 
     def _lab(self, **kv: str) -> str:
         key = tuple(kv.items())
@@ -163,8 +211,13 @@ class RoutingCollector:
         for kind in ("category", "model", "gpu", "series"):
             overflow.add(t.overflow.get(kind, 0), lab(label=kind), "_total")
         files = Family("orchex_router_selection_log_files", "gauge",
-                       "Regular files each --selection-log path or glob matched at the last read; 0 means the "
-                       "routing metrics are not fed.")
+                       "Regular files each --selection-log path or glob matched and followed at the last read; 0 "
+                       "means the routing metrics are not fed.")
         for pattern, n in self.follower.matched.items():
             files.add(n, lab(pattern=pattern))
-        return [sel, conf, score, fallbacks, hist, rejected, overflow, files]
+        errors = Family("orchex_router_selection_log_errors", "counter",
+                        "Attempts to open or read a matched selection log that failed, by reason: permission, "
+                        "open_files (out of descriptors), not_regular (a FIFO, a device), io.")
+        for reason in ERROR_REASONS:
+            errors.add(self.follower.errors[reason], lab(reason=reason), "_total")
+        return [sel, conf, score, fallbacks, hist, rejected, overflow, files, errors]

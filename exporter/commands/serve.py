@@ -39,6 +39,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--registry", dest="registry", metavar="FILE", help="registry YAML (default: packaged)")
     p.add_argument("--selection-log", dest="selection-log", action="append", metavar="PATH_OR_GLOB",
                    help="selection log to follow (repeatable)")
+    p.add_argument("--selection-log.max-open-files", dest="selection-log.max-open-files", type=int, metavar="N",
+                   help="selection logs held open at once; the rest are opened again when they grow (default 256)")
     p.add_argument("--routing.max-label-values", dest="routing.max-label-values", type=int, metavar="N",
                    help="distinct values admitted per routing label beyond the registry's (default 100)")
     p.add_argument("--routing.max-series", dest="routing.max-series", type=int, metavar="N",
@@ -71,11 +73,23 @@ def make_collector(name: str, settings: Settings, log: logging.Logger) -> Collec
     if name == "routing":
         from exporter.collectors.routing import RoutingCollector
 
-        return RoutingCollector(settings["selection-log"], settings.registry,
-                                settings["routing.max-label-values"], settings["routing.max-series"])
+        return RoutingCollector(settings["selection-log"], settings.registry, settings["routing.max-label-values"],
+                                settings["routing.max-series"], settings["selection-log.max-open-files"])
     from exporter.collectors.process import ProcessCollector
 
     return ProcessCollector()
+
+
+def more_descriptors() -> None:
+    """Raise the soft open-file limit to the hard one, as Go raises it for every Go exporter: the
+    soft limit is often 1,024, which MAX_CONNECTIONS alone would use up."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # an unlimited hard limit is more than the kernel allows: keep the soft one
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         return serveconfig.load({k: getattr(args, k, None) for k in DEFAULTS}, args.config)
 
     one_malloc_arena()
+    more_descriptors()
     settings = load()
     log = logfmt.setup(settings["log.level"])
     scraper = Scraper([make_collector(n, settings, log) for n in COLLECTORS if settings.collector(n)])

@@ -5,6 +5,7 @@ Files are read in 1 MiB blocks (BLOCK) cut at the last newline, so memory stays 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -200,51 +201,132 @@ def expand(patterns: Iterable[str]) -> list[str]:
     return out
 
 
+MAX_OPEN_FILES = 256  # the default of --selection-log.max-open-files
+READ_PER_POLL = 16 << 20  # bytes read from one file in one poll; the rest waits for the next
+# Why a file could not be followed, by errno: the reason label of orchex_router_selection_log_errors_total.
+ERRNO_REASONS = {errno.EACCES: "permission", errno.EPERM: "permission", errno.EMFILE: "open_files",
+                 errno.ENFILE: "open_files"}
+ERROR_REASONS = ("permission", "open_files", "not_regular", "io")
+
+
 class Follower:
     """Follows files named by paths or globs as they grow, rotate and are truncated.
 
-    Each file is held open and known by (device, inode), as `tail -F` does: a file renamed away by
-    rotation is read to its end before it is let go, and its successor under the old name starts
-    from its first byte, so nothing is lost or counted twice; a file that shrinks was truncated and
-    is read again from its start; a last line without its newline waits for the rest of it."""
+    Each file is known by (device, inode), as `tail -F` knows it: a file renamed away by rotation is
+    read to its end while it is held open, and its successor under the old name starts from its first
+    byte, so nothing is lost or counted twice; a file that shrinks was truncated and is read again from
+    its start; a last line without its newline waits for the rest of it.
 
-    def __init__(self, patterns: Iterable[str], tally: Tally) -> None:
-        self.patterns, self.tally = list(patterns), tally
+    Bounded whatever the files: at most `max_open` are held open, those that grew most recently; the
+    others are opened again when they grow and checked to be the same file with the same last bytes.
+    (One closed this way that is renamed out of the patterns before its last rows are read loses them:
+    only files that stopped growing are closed.) At most READ_PER_POLL bytes are read from a file per
+    poll, so a huge or sparse file is caught up with over several polls; `poll` says whether any is
+    behind. A file that cannot be opened or read is a warning naming it (again when the reason
+    changes), counted in `errors` by reason, and not counted in `matched`."""
+
+    def __init__(self, patterns: Iterable[str], tally: Tally, max_open: int = MAX_OPEN_FILES) -> None:
+        self.patterns, self.tally, self.max_open = list(patterns), tally, max_open
         self.files: dict[tuple[int, int], _Followed] = {}  # (dev, ino) -> _Followed
-        self.matched: dict[str, int] = {}  # pattern -> regular files it matched at the last poll
-        self.refused: set[str] = set()  # paths that are not regular files, said once each
+        self.matched: dict[str, int] = {}  # pattern -> files it matched at the last poll that are followed
+        self.errors: dict[str, int] = dict.fromkeys(ERROR_REASONS, 0)  # reason -> failures, ever
+        self.problems: dict[str, str] = {}  # path -> the reason it is not followed, said once each
+        self.polls = 0
 
-    def poll(self) -> int:
-        """Read whatever was appended since the last call; returns the number of bytes read."""
-        current = set()
+    def poll(self) -> bool:
+        """Read what was appended since the last call, at most READ_PER_POLL per file; True when a
+        file has more to read than this poll took. Each file is read as it is found, so one closed
+        to make room for the next has had its turn."""
+        self.polls += 1
+        current: set[tuple[int, int]] = set()
+        behind = False
         for pattern in self.patterns:
             found = 0
             for path in matching(pattern):
                 try:
                     st = os.stat(path)
-                except OSError:
+                except FileNotFoundError:
                     continue  # not there yet, or rotated away between glob and stat
-                if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
-                    if path not in self.refused:
-                        self.refused.add(path)
-                        _log().warning(f"selection log {path}: not a regular file; not followed")
+                except OSError as e:
+                    self._failed(path, e)
                     continue
-                found += 1
+                if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+                    self._failed(path, None)
+                    continue
                 key = (st.st_dev, st.st_ino)
+                if key in current:  # matched by an earlier pattern too: read once
+                    found += 1
+                    continue
+                followed = self.files.get(key) or _Followed(path)
+                grown = st.st_size != followed.offset or not followed.opened
+                if followed.f is None and grown and not self._open(key, followed, path):
+                    continue
+                self.files[key] = followed
+                followed.path = path
                 current.add(key)
-                if key not in self.files:
-                    try:
-                        self.files[key] = _Followed(path)
-                    except UsageError:
-                        continue
+                found += 1
+                self._recovered(path)
+                behind |= self._read(followed)
             self._say_matches(pattern, found)
-        total = 0
         for key, followed in list(self.files.items()):
-            total += followed.read(self.tally)
-            if key not in current:  # renamed or deleted, and now read to its end
+            if key in current:
+                continue
+            # Renamed out of the patterns or deleted: read to its end while it is still held open.
+            more = followed.f is not None and self._read(followed)
+            behind |= more
+            if not more:
                 followed.close()
                 del self.files[key]
-        return total
+        return behind
+
+    def _read(self, followed: _Followed) -> bool:
+        if followed.f is None:
+            return False
+        try:
+            more = followed.read(self.tally)
+        except OSError as e:
+            self._failed(followed.path, e)
+            return False
+        if followed.grew:
+            followed.last_grew = self.polls
+        return more
+
+    def _open(self, key: tuple[int, int], followed: _Followed, path: str) -> bool:
+        """Open `path` for `followed`, closing the open file that grew least recently when the budget
+        is spent; False (and a warning) when it cannot be opened or is no longer that file."""
+        held = [f for f in self.files.values() if f.f is not None]
+        if len(held) >= self.max_open:
+            min(held, key=lambda f: f.last_grew).close()
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            self._failed(path, e)
+            return False
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode):  # replaced since the stat
+            os.close(fd)
+            return False
+        os.set_blocking(fd, True)
+        followed.f = os.fdopen(fd, "rb")
+        followed.opened = True
+        followed.last_grew = self.polls
+        return True
+
+    def _failed(self, path: str, error: OSError | None) -> None:
+        reason = "not_regular" if error is None else ERRNO_REASONS.get(error.errno or 0, "io")
+        self.errors[reason] += 1
+        if self.problems.get(path) != reason:
+            self.problems[path] = reason
+            detail = "not a regular file" if error is None else error.strerror
+            _log().warning(f"selection log {path}: cannot be followed ({reason}): {detail}")
+        if len(self.problems) > 4 * self.max_open:  # paths come from globs: bounded, said again at worst
+            self.problems.clear()
+
+    def _recovered(self, path: str) -> None:
+        if self.problems.pop(path, None) is not None:
+            _log().info(f"selection log {path}: followed again")
 
     def _say_matches(self, pattern: str, found: int) -> None:
         before = self.matched.get(pattern)
@@ -263,28 +345,54 @@ class Follower:
 class _Followed:
     """One followed file: where reading reached, the partial line waiting for its end, and the last
     bytes read, which identify the content: a file truncated and written again, even past its old
-    size before the next read, no longer has those bytes there, and is read again from its start."""
+    size before the next read, no longer has those bytes there, and is read again from its start.
+    `f` is None while the file is closed to keep within the budget of open files."""
 
     def __init__(self, path: str) -> None:
-        self.f = os.fdopen(open_regular(path), "rb")
+        self.f: IO[bytes] | None = None
+        self.path, self.opened = path, False
         self.offset, self.pending, self.tail, self.src = 0, b"", b"", Source(path)
+        self.grew, self.last_grew = False, 0
 
-    def _replaced(self) -> bool:
-        if os.fstat(self.f.fileno()).st_size < self.offset:
+    def _replaced(self, fd: int) -> bool:
+        if os.fstat(fd).st_size < self.offset:
             return True
-        return bool(self.tail) and os.pread(self.f.fileno(), len(self.tail), self.offset - len(self.tail)) != self.tail
+        return bool(self.tail) and os.pread(fd, len(self.tail), self.offset - len(self.tail)) != self.tail
 
-    def read(self, tally: Tally) -> int:
-        if self._replaced():  # truncated in place: what it holds is new
+    def read(self, tally: Tally) -> bool:
+        """Read at most READ_PER_POLL bytes; True when that much was read, so more may wait."""
+        assert self.f is not None
+        fd = self.f.fileno()
+        if self._replaced(fd):  # truncated in place: what it holds is new
             self.offset, self.pending, self.tail, self.src = 0, b"", b"", Source(self.src.name)
+        self._skip_hole(fd, tally)
         self.f.seek(self.offset)
-        self.pending, read, tail = _feed_stream(self.f, tally, self.src, self.pending)
+        self.pending, read, tail = _feed_stream(self.f, tally, self.src, self.pending, limit=READ_PER_POLL)
         self.offset += read
         self.tail = (self.tail + tail)[-TAIL:]
-        return read
+        self.grew = read > 0
+        return read >= READ_PER_POLL
+
+    def _skip_hole(self, fd: int, tally: Tally) -> None:
+        """Step over a hole longer than a line: a writer that keeps its offset after copytruncate
+        leaves gigabytes of them, which read as NUL bytes. The line the hole is in is rejected as
+        over-long, as reading it would have, without reading it."""
+        try:
+            data_at = os.lseek(fd, self.offset, os.SEEK_DATA)
+        except OSError as e:  # ENXIO: a hole up to the end; else the filesystem cannot tell
+            data_at = os.fstat(fd).st_size if e.errno == errno.ENXIO else self.offset
+        if data_at - self.offset <= MAX_LINE:
+            return
+        if self.pending is not SKIPPING:
+            tally.reject("length", self.src, self.src.line)
+            self.src.line += 1
+        self.pending, self.offset = SKIPPING, data_at
+        self.tail = os.pread(fd, TAIL, data_at - TAIL)
 
     def close(self) -> None:
-        self.f.close()
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 PARALLEL_MIN_BYTES = 16 << 20
