@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from exporter.errors import ProblemList, UsageError
+from exporter.errors import ProblemList, RunFailed, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.print_help()
                 return 2
         return args.run(args) or 0
-    except UsageError as e:
+    except (UsageError, RunFailed) as e:
         # A ProblemList is already `FILE:LINE: message` lines; anything else is one line of ours.
         print(str(e) if isinstance(e, ProblemList) else f"orchex: {e}", file=sys.stderr)
         return e.exit_code

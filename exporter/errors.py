@@ -9,6 +9,12 @@ class UsageError(Exception):
     exit_code = 2
 
 
+class RunFailed(Exception):
+    """A run that started well and could not finish (a disk that filled up): one line, exit 1."""
+
+    exit_code = 1
+
+
 class ProblemList(UsageError):
     """Several problems found in one file, each `FILE:LINE: message`; all are reported at once."""
 

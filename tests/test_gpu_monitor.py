@@ -142,3 +142,34 @@ def test_bad_arguments(cli, tmp_path):
                       (["1", "/proc/no/such/dir/g.log", "--backend", "simulated"], "cannot append")):
         res = cli("gpu-monitor", *args)
         assert res.returncode == 2 and msg in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_a_full_disk_leaves_whole_rows_a_summary_and_exit_1(tmp_path):
+    """The file-size limit stands in for a full disk: the write that crosses it is cut short, as a
+    write to a full disk is, and the next one fails."""
+    import resource
+
+    log = tmp_path / "g.log"
+    limit = len(LOG_HEADER) + 1 + 300  # the header and a few rows, then a row cut part-way
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    res = subprocess.run([sys.executable, "-m", "exporter", "gpu-monitor", "0.05", str(log), "--backend", "simulated"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30, preexec_fn=small_disk)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [f"orchex: {log}: cannot write: File too large"]
+    assert "Summary" in res.stdout and "GPU 0:" in res.stdout
+    data = log.read_bytes()
+    assert data.endswith(b"\n") and len(data) < limit
+    rows = data.decode().splitlines()
+    assert rows[0] == LOG_HEADER and len(rows) > 2
+    assert all(len(r.split(",")) == len(LOG_HEADER.split(",")) for r in rows[1:]), rows
+
+
+def test_a_full_disk_at_start_names_the_log(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "exporter", "gpu-monitor", "1", "/dev/full", "--once", "--backend",
+                          "simulated"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == ["orchex: /dev/full: cannot write: No space left on device"]

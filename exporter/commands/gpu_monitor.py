@@ -1,9 +1,11 @@
 """`orchex gpu-monitor [INTERVAL] [LOG]`: the legacy console monitor, without its bugs."""
 
 import argparse
+import contextlib
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
+from exporter.errors import RunFailed
 from exporter.gpu.backends import NAMES as BACKENDS
 
 
@@ -35,27 +37,47 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _open_log(path: str) -> BinaryIO:
-    import os
+class RowLog:
+    """The CSV log, a whole row at a time: one write per row, and a write that fails part-way (a full
+    disk) is cut back to the row before, so the file never ends in a partial row."""
 
-    from exporter.errors import UsageError
-    from exporter.gpu.monitor import LOG_HEADER
+    def __init__(self, path: str) -> None:
+        import os
 
-    try:
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        f = open(path, "ab")
-        if f.tell() == 0:
-            f.write((LOG_HEADER + "\n").encode())
-        else:
-            with open(path, "rb") as r:  # a row cut short by a crash must not swallow the next one
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":
-                    f.write(b"\n")
-        f.flush()
-        return f
-    except OSError as e:
-        raise UsageError(f"{path}: cannot append: {e.strerror}") from None
+        from exporter.errors import UsageError
+        from exporter.gpu.monitor import LOG_HEADER
+
+        self.path = path
+        try:
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            size = os.fstat(self.fd).st_size
+            last = os.pread(self.fd, 1, size - 1) if size else b"\n"
+        except OSError as e:
+            raise UsageError(f"{path}: cannot append: {e.strerror}") from None
+        if size == 0:
+            self.write(LOG_HEADER + "\n")
+        elif last != b"\n":
+            self.write("\n")  # a row cut short by a crash must not swallow the next one
+
+    def write(self, row: str) -> None:
+        import os
+
+        data = memoryview(row.encode("utf-8"))
+        before = os.fstat(self.fd).st_size
+        try:
+            while data:  # a short write is followed by one that says why (ENOSPC), or finishes the row
+                data = data[os.write(self.fd, data):]
+        except OSError as e:
+            with contextlib.suppress(OSError):  # not a regular file (/dev/full): nothing to cut back
+                os.ftruncate(self.fd, before)
+            raise RunFailed(f"{self.path}: cannot write: {e.strerror}") from None
+
+    def close(self) -> None:
+        import os
+
+        os.close(self.fd)
 
 
 def run(args: argparse.Namespace) -> int | None:
@@ -68,7 +90,8 @@ def run(args: argparse.Namespace) -> int | None:
     from exporter.gpu.monitor import Summary, as_json, console_line, log_row
 
     backend = backends.open_backend(args.backend, fleet=args.fleet)
-    log = _open_log(args.log)
+    log = RowLog(args.log)
+    failed: RunFailed | None = None
     use_colour = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     summary = Summary()
     stop = []
@@ -81,8 +104,12 @@ def run(args: argparse.Namespace) -> int | None:
             snaps = backends.judged(backend.read(), now)
             summary.add(snaps, 0.0 if last is None else started - last)
             last = started
-            log.write("".join(log_row(now, s) for s in snaps).encode("utf-8"))
-            log.flush()
+            try:
+                for s in snaps:
+                    log.write(log_row(now, s))
+            except RunFailed as e:
+                failed = e
+                break
             if args.format == "json":
                 print(json.dumps({"timestamp": now, "backend": backend.name,
                                   "gpus": [as_json(s) for s in snaps]}), flush=True)
@@ -109,4 +136,6 @@ def run(args: argparse.Namespace) -> int | None:
         print("\nSummary", file=sys.stderr if args.format == "json" else sys.stdout)
         for line in summary.lines():
             print(line, file=sys.stderr if args.format == "json" else sys.stdout)
+    if failed is not None:  # after the summary: what was seen until then still counts
+        raise failed
     return 0
