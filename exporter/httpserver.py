@@ -17,10 +17,10 @@ adds what a parser does not: every phase of a connection has a deadline and ever
   closed itself when every connection is being answered, so waiting connections cannot lock a
   scraper out: a real client sends its request at once and is never the one waiting longest.
 
-Memory per connection, measured by `make perf` (docs/performance.md): about 6 KB for plain HTTP and
-about 67 KB for TLS while it waits for its request (OpenSSL's state and buffers; asyncio's own 256 KiB
-read buffer is sized down to TLS_READ_BUFFER), so the worst case is about 6 MB plain and 17 MB with
-TLS over the process's own."""
+Memory per connection, measured by `make perf` (perf/attacks.py): 6.4 KB for plain HTTP, 66 KB for
+TLS while it waits for its request (OpenSSL's state and buffers; asyncio's own 256 KiB read buffer is
+sized down to TLS_READ_BUFFER) and 40 KB after, so the worst case is 6.5 MB plain and 17 MB with TLS
+over the process's own."""
 
 import asyncio
 import asyncio.sslproto

@@ -551,7 +551,8 @@ def test_an_unreadable_log_is_named_counted_and_not_followed(serve, tmp_path):
     os.chmod(unreadable, 0o000)
     s = serve("--gpu-backend=simulated", f"--selection-log={folder}/*.csv", preexec_fn=_without_root_file_access)
     text = s.get()[2].decode()
-    assert re.search(rf'^orchex_router_selection_log_files\{{pattern="{re.escape(str(folder))}/\*.csv"\}} 1$', text, re.M)
+    files = rf'^orchex_router_selection_log_files\{{pattern="{re.escape(str(folder))}/\*.csv"\}} 1$'
+    assert re.search(files, text, re.M)
     assert _selections(text.encode()) == 1
     assert re.search(r'^orchex_router_selection_log_errors_total\{reason="permission"\} [1-9]', text, re.M)
     s.get()

@@ -230,6 +230,14 @@ def test_a_sparse_hole_is_stepped_over_not_read(tmp_path, default_registry):
         f.write(b"\n" + row(2).encode() + row(3).encode())
     v = samples(c)
     assert sel(v) == 3  # the new rows after the hole, counted well within the scrape's wait: the hole is not read
+    assert v[("orchex_router_selection_log_parse_errors_total", (("reason", "length"),))] == 0
+    with open(log, "r+b") as f:  # again, mid-block and right at the next row, after a partial line
+        f.seek(0, os.SEEK_END)
+        f.write(row(4)[:20].encode())
+        f.seek((40 << 30) + 1000)
+        f.write(row(5).encode())
+    v = samples(c)
+    assert sel(v) == 4  # row 5; row 4, cut by the hole, is one rejected line
     assert v[("orchex_router_selection_log_parse_errors_total", (("reason", "length"),))] == 1
 
 

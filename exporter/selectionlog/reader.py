@@ -203,6 +203,7 @@ def expand(patterns: Iterable[str]) -> list[str]:
 
 MAX_OPEN_FILES = 256  # the default of --selection-log.max-open-files
 READ_PER_POLL = 16 << 20  # bytes read from one file in one poll; the rest waits for the next
+HOLE_STEP = 4096  # a filesystem block: NUL bytes at the end of a hole are stepped over this much at a time
 # Why a file could not be followed, by errno: the reason label of orchex_router_selection_log_errors_total.
 ERRNO_REASONS = {errno.EACCES: "permission", errno.EPERM: "permission", errno.EMFILE: "open_files",
                  errno.ENFILE: "open_files"}
@@ -360,34 +361,52 @@ class _Followed:
         return bool(self.tail) and os.pread(fd, len(self.tail), self.offset - len(self.tail)) != self.tail
 
     def read(self, tally: Tally) -> bool:
-        """Read at most READ_PER_POLL bytes; True when that much was read, so more may wait."""
+        """Read at most READ_PER_POLL bytes, and none of a hole; True when more is waiting."""
         assert self.f is not None
         fd = self.f.fileno()
         if self._replaced(fd):  # truncated in place: what it holds is new
             self.offset, self.pending, self.tail, self.src = 0, b"", b"", Source(self.src.name)
         self._skip_hole(fd, tally)
+        until = self._data_until(fd)
+        limit = min(READ_PER_POLL, until - self.offset)
         self.f.seek(self.offset)
-        self.pending, read, tail = _feed_stream(self.f, tally, self.src, self.pending, limit=READ_PER_POLL)
+        self.pending, read, tail = _feed_stream(self.f, tally, self.src, self.pending, limit=limit)
         self.offset += read
         self.tail = (self.tail + tail)[-TAIL:]
         self.grew = read > 0
-        return read >= READ_PER_POLL
+        # More waits past the per-poll limit, or past a hole that the next poll steps over.
+        return read >= READ_PER_POLL or (read > 0 and read >= limit and until < os.fstat(fd).st_size)
+
+    def _data_until(self, fd: int) -> int:
+        """Where the data from `offset` on ends: the next hole, which is the end of the file when
+        the file has none (or the filesystem cannot say)."""
+        try:
+            return os.lseek(fd, self.offset, os.SEEK_HOLE)
+        except OSError:
+            return os.fstat(fd).st_size
 
     def _skip_hole(self, fd: int, tally: Tally) -> None:
-        """Step over a hole longer than a line: a writer that keeps its offset after copytruncate
-        leaves gigabytes of them, which read as NUL bytes. The line the hole is in is rejected as
-        over-long, as reading it would have, without reading it."""
+        """Step over a hole longer than a line without reading it: a writer that keeps its offset
+        after copytruncate leaves gigabytes of them, which read as NUL bytes. A hole is not a line:
+        the line it interrupts is rejected as over-long, as reading it would have been, and reading
+        goes on at the first byte after it that is not NUL, where the writer's next row starts."""
         try:
             data_at = os.lseek(fd, self.offset, os.SEEK_DATA)
         except OSError as e:  # ENXIO: a hole up to the end; else the filesystem cannot tell
             data_at = os.fstat(fd).st_size if e.errno == errno.ENXIO else self.offset
         if data_at - self.offset <= MAX_LINE:
             return
-        if self.pending is not SKIPPING:
+        if self.pending and self.pending is not SKIPPING and self.pending.strip(b"\0"):
             tally.reject("length", self.src, self.src.line)
             self.src.line += 1
-        self.pending, self.offset = SKIPPING, data_at
-        self.tail = os.pread(fd, TAIL, data_at - TAIL)
+        self.pending, self.offset = b"", data_at
+        for _ in range(MAX_LINE // HOLE_STEP):  # the hole's last block is data too, NUL up to the row
+            head = os.pread(fd, HOLE_STEP, self.offset)
+            nuls = len(head) - len(head.lstrip(b"\0"))
+            self.offset += nuls
+            if nuls < HOLE_STEP:
+                break
+        self.tail = os.pread(fd, TAIL, self.offset - TAIL)
 
     def close(self) -> None:
         if self.f is not None:
