@@ -124,6 +124,11 @@ def router_alerts(p: Policy) -> list[Alert]:
               lambda t: events("orchex_router_selection_log_parse_errors_total", "15m", t), 0, "warning",
               "The selection log on {{ $labels.instance }} has rows rejected for {{ $labels.reason }}.",
               "Rows were rejected in the last 15 minutes; the router may write a broken log."),
+        Alert("OrchexRouterSelectionLogUnreadable",
+              lambda t: events("orchex_router_selection_log_errors_total", "15m", t), 0, "warning",
+              "A selection log on {{ $labels.instance }} cannot be followed: {{ $labels.reason }}.",
+              "A file the --selection-log patterns match could not be opened or read in the last 15 minutes; "
+              "its rows are not counted. The exporter's log names the file."),
         Alert("OrchexRouterLabelOverflow", lambda t: events("orchex_router_label_overflow_total", "1h", t), 0,
               "warning", "Routing label {{ $labels.label }} overflows on {{ $labels.instance }}.",
               "Rows were counted as 'other' in the last hour: the log names more {{ $labels.label }} values than "
