@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from perf.common import ROOT, save, verdict
+from perf.common import ROOT, ingest_seconds, save, verdict
 from perf.gen_log import generate, generate_distinct
 
 # Each runner prints its own peak RSS (KiB) and its children's (orchex reads a large file in two
@@ -131,14 +131,10 @@ def startup(paths, rounds=40):
 
 def ingest(path):
     """Rows per second through the routing collector (follower, checks, label caps, histogram)."""
-    from exporter.collectors.routing import RoutingCollector
     from exporter.routing import registry
 
-    c = RoutingCollector([path], registry.load())
-    t = time.perf_counter()
-    c.collect(0)
-    took = time.perf_counter() - t
-    return {"rows": c.tally.rows, "seconds": took, "rows_per_second": c.tally.rows / took}
+    took, rows = ingest_seconds(path, registry.load())
+    return {"rows": rows, "seconds": took, "rows_per_second": rows / took}
 
 
 def main(tmp):

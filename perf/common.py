@@ -47,3 +47,19 @@ def rss_mb(pid):
     """Resident memory of process `pid`, in MB."""
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def ingest_seconds(path, registry):
+    """Seconds from a routing collector's start until its reader has counted every row of `path`,
+    and the rows counted: done when a poll that began after the last count finds nothing new."""
+    from exporter.collectors.routing import RoutingCollector
+
+    started = time.perf_counter()
+    c = RoutingCollector([str(path)], registry)
+    rows = -1
+    while rows != c.tally.rows:
+        rows = c.tally.rows
+        c.collect(0)
+    took = time.perf_counter() - started
+    c.close()
+    return took, rows

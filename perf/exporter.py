@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from perf.common import ROOT, rss_mb, save, summary, verdict
+from perf.common import ROOT, ingest_seconds, rss_mb, save, summary, verdict
 
 CATEGORIES = [f"cat{i}" for i in range(10)]
 MODELS = [f"model-{i:02d}" for i in range(25)]
@@ -133,7 +133,6 @@ def under_load(port, scrapers=20, per=50):
 
 def ingest_rate(tmp):
     """Rows per second through the routing collector's follower and tally, 1,000,000 rows."""
-    from exporter.collectors.routing import RoutingCollector
     from exporter.routing import registry
 
     reg = registry.load()
@@ -147,11 +146,8 @@ def ingest_rate(tmp):
                 f"{rng.choice(models)},{'true' if i % 3 else 'false'},0.{rng.choice((95, 90, 70))},"
                 f"{rng.uniform(10, 90):.2f},{i % 8},{rng.choice(('0.004', '0.011', '0.020', '1', '12'))}\n"
                 for i in range(block * 10000, block * 10000 + 10000)))
-    c = RoutingCollector([str(log)], reg)
-    t = time.perf_counter()
-    c.collect(0)
-    took = time.perf_counter() - t
-    assert c.tally.rows == 1_000_000, c.tally.rows
+    took, rows = ingest_seconds(log, reg)
+    assert rows == 1_000_000, rows
     return 1_000_000 / took, took
 
 
