@@ -122,6 +122,10 @@ def registry_cases():
         "tagged size": REGISTRY.replace("memory: 2GB", "memory: !size 2GB"),
         "duplicate key": REGISTRY.replace("    memory: 2GB\n", "    memory: 2GB\n    memory: 3GB\n"),
         "memory empty mapping": REGISTRY.replace("memory: 2GB", "memory: {}"),
+        "memory 0": REGISTRY.replace("memory: 2GB", "memory: 0"),
+        "memory 0GB variant": REGISTRY.replace("memory: 2GB", 'memory: "0GB (Q4), 2GB (Q8)"'),
+        "version 99": "version: 99\n" + REGISTRY, "version two": "version: two\n" + REGISTRY,
+        "version true": "version: true\n" + REGISTRY,
         "memory variant list unnamed": REGISTRY.replace("memory: 2GB", 'memory: "2GB, 3GB"'),
         "unknown model key": REGISTRY.replace("    hf_repo", "    colour: red\n    hf_repo"),
         "unknown category key": REGISTRY.replace("    name: Code", "    name: Code\n    colour: red"),
@@ -259,6 +263,9 @@ def flag_cases():
         out.append(Case(f"bench {v}", ["bench", v], where="ITERATIONS"))
     out.append(Case("bench --label job=x", ["bench", "2", "--label", "job=x"], where="--label"))
     out.append(Case("bench --label bad", ["bench", "2", "--label", "no equals"], where="--label"))
+    # Checked before the benchmark runs: 10,000,000 iterations would take minutes before saying so.
+    for url in ("notaurl", "ftp://gw.example", "http://", "gw.example:99999", "http://[::1"):
+        out.append(Case(f"bench --push {url}", ["bench", "10000000", "--push", url], where="--push"))
     for v in ("0", "-1", "nan", "inf", "x"):
         out.append(Case(f"gpu-monitor interval {v}", ["gpu-monitor", "--once", v, "{out}"], where="INTERVAL"))
     out.append(Case("gpu-monitor --backend quantum", ["gpu-monitor", "--backend", "quantum"], where="--backend"))

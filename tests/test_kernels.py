@@ -319,3 +319,31 @@ def test_zero_and_negative_zero_tie_and_keep_first_seen_order(first, then):
 ])
 def test_ranks_decline_what_python_must_judge(counts, qs):
     assert RANKS.ranks(counts, qs) is None
+
+
+GOOD = "2026-01-23 08:00:00,code,m1,true,0.5,70.00,3,0.004\n"
+OTHER_DIGITS = [  # Arabic-Indic (U+0660...) and full-width (U+FF10...) digits, and what float() reads besides
+    GOOD.replace("2026-01-23", "\u0662\u0660\u0662\u0666-01-23"), GOOD.replace("0.5", "\u0660.5"),
+    GOOD.replace(",3,", ",\u0663,"), GOOD.replace("70.00", "\uff17\uff10.00"), GOOD.replace("0.004", "0.00\uff14"),
+    GOOD.replace("0.5", " 0.5"), GOOD.replace("70.00", "7_0.00"), GOOD.replace("0.004", "4e-3 "),
+]
+
+
+@pytest.mark.parametrize("row", OTHER_DIGITS, ids=range(len(OTHER_DIGITS)))
+@pytest.mark.parametrize("kernel", ["c", "python"])
+def test_digits_of_other_scripts_are_rejected_by_both_paths(tmp_path, row, kernel):
+    """The grammar is ASCII in both paths: a row with another script's digits is a rejected row,
+    never a count (and never GPU "٣" beside GPU "3")."""
+    from exporter.selectionlog import reader
+
+    log = tmp_path / "sel.csv"
+    log.write_text(GOOD + row + GOOD, encoding="utf-8")
+    saved = tally_module._kernel
+    tally_module._kernel = KERNEL if kernel == "c" else None
+    try:
+        t = Tally()
+        reader.read(str(log), t)
+    finally:
+        tally_module._kernel = saved
+    assert t.rows == 2 and sum(t.rejected.values()) == 1, (t.rows, dict(t.rejected))
+    assert set(t.selections) == {("code", "m1", True, "3")}

@@ -17,6 +17,26 @@ def _label(text: str) -> tuple[str, str]:
     return k, v
 
 
+def _gateway(text: str) -> str:
+    """A Pushgateway URL, checked before the benchmark runs rather than after it: `http://HOST:PORT`,
+    `https://...`, or `HOST[:PORT]` (http, as prometheus_client reads it)."""
+    import argparse
+    from urllib.parse import urlsplit
+
+    schemed = "://" in text
+    try:
+        parts = urlsplit(text if schemed else f"http://{text}")
+        port = parts.port  # ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        parts, port = None, None
+    # A bare word without a scheme or a port (`notaurl`) is a mistake far more often than a host.
+    bare = not schemed and port is None and parts is not None and "." not in (parts.hostname or "") \
+        and parts.hostname != "localhost"
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or bare:
+        raise argparse.ArgumentTypeError(f"expected a Pushgateway URL such as http://127.0.0.1:9091, got {text!r}")
+    return text
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmark the selector; optionally push the results",
                        description="Time selections per category, the legacy constraint combinations and "
@@ -30,7 +50,7 @@ def add_parser(sub: Any) -> None:
                    help="place selections on the simulated fleet")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--output", metavar="PATH", help="also write the report here")
-    p.add_argument("--push", metavar="URL", help="Pushgateway URL (e.g. http://127.0.0.1:9091)")
+    p.add_argument("--push", metavar="URL", type=_gateway, help="Pushgateway URL (e.g. http://127.0.0.1:9091)")
     p.add_argument("--job", default="orchex_bench")
     p.add_argument("--label", action="append", type=_label, default=[], metavar="K=V",
                    help="grouping label (repeatable); instance defaults to the host name")

@@ -23,6 +23,7 @@ TEXT_RULE = f"one line of at most {MAX_TEXT} printable characters"
 MAX_CONTEXT = 100_000_000  # tokens
 MAX_BENCHMARK = 1_000_000.0  # benchmark scores and weights: finite and not negative
 AGENT_TYPES = ("inference", "tool", "orchestrator")
+VERSIONS = (1,)  # registry formats this orchex reads; a later format must not be read as this one
 DEFAULT_PATH = os.path.join(os.path.dirname(__file__), "default_registry.yaml")
 DEFAULT_GPU_CLASSES = {"t4_16gb": 14 * 10**9, "a100_40gb": 38 * 10**9, "a100_80gb": 76 * 10**9}
 
@@ -159,6 +160,9 @@ def build(data: Any, lines: Lines, path: str, digest: str = "", allow_missing_mo
     for key in data:
         if key not in ("version", "models", "categories", "routing"):
             bad((key,), f"unknown top-level key {key!r}")
+    if "version" in data and (isinstance(data["version"], bool) or data["version"] not in VERSIONS):
+        bad(("version",), f"unknown registry version {data['version']!r} (this orchex reads version "
+                          f"{', '.join(map(str, VERSIONS))})")
     placed = _models(_typed(data, "models", list, "a list", bad), bad)
     models = {model.name: model for _, model in placed}
     raw_cats = _typed(data, "categories", dict, "a mapping of id to category", bad)
@@ -289,6 +293,9 @@ def _model(m: Any, at: tuple[Any, ...], bad: Bad) -> Model | None:
         variants = tuple(sorted(parse_variants(m.get("memory", "")), key=lambda v: v[1]))
     except ValueError as e:
         bad(at + ("memory",), f"model {name!r}: unparseable memory: {e}")
+    else:
+        if any(size <= 0 for _, size in variants):
+            bad(at + ("memory",), f"model {name!r}: memory must be more than 0 (the selector places models by it)")
     agents = _strings(m.get("agent_types"), at + ("agent_types",), "agent_types", bad)
     for j, a in enumerate(agents):
         if a not in AGENT_TYPES:

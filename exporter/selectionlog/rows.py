@@ -16,8 +16,13 @@ HEADER_LINE = ",".join(COLUMNS)
 REASONS = ("columns", "timestamp", "category", "model", "primary", "confidence", "score", "gpu", "duration",
            "encoding", "quoting", "truncated", "length")
 MAX_LINE = 64 << 10  # a row longer than this is rejected ("length") and skipped unread
-TIMESTAMP = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-GPU = r"\d{1,6}"
+# ASCII digits only, [0-9] and never \d: \d and float() also take Arabic-Indic and full-width digits,
+# which the C kernel refuses, and GPU "٣" would be a series apart from "3".
+TIMESTAMP = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]) (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+GPU = r"[0-9]{1,6}"
+# The number grammar of _fold.c's number(): what float() reads, less its spaces, underscores,
+# words (nan, inf) and digits of other scripts.
+NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # Beyond these a value is not a measurement but garbage, and summing it could overflow to infinity
 # and poison every later sum: such a row is rejected by reason, like any other bad row.
 SCORE_LIMIT = 1e6  # |final_score|; selectors score 0-100
@@ -41,15 +46,16 @@ def fullmatcher(pattern: str) -> Callable[[str], bool]:
 
 timestamp_ok = fullmatcher(TIMESTAMP)
 _gpu = fullmatcher(GPU)
+_number = fullmatcher(NUMBER)
 
 
 def number(text: str) -> float | None:
-    """float(text) for plain decimal numbers only; None for nan, inf, hex or garbage."""
-    try:
-        v = float(text)
-    except ValueError:
+    """The value of a plain ASCII decimal number (NUMBER); None for anything else, and for one
+    too large to be finite."""
+    if not _number(text):
         return None
-    return v if v - v == 0 else None  # rejects inf and nan
+    v = float(text)
+    return v if v - v == 0 else None  # 1e400 reads as inf
 
 
 def gpu_ok(v: str) -> bool:

@@ -28,6 +28,7 @@ from exporter.common.quantile import sketch_indices
 from exporter.selectionlog.rows import (
     DURATION_LIMIT_MS,
     GPU,
+    NUMBER,
     SCORE_LIMIT,
     TIMESTAMP,
     check,
@@ -51,6 +52,7 @@ EXACT_LIMIT = 10_000  # (category, duration) pairs kept exactly before durations
 # Timestamps joined without separators (each is 19 characters) match this in one C-level pass.
 _timestamps = fullmatcher(f"(?:{TIMESTAMP})*")
 _gpus = fullmatcher(f"(?:(?:{GPU})?,)*")
+_numbers = fullmatcher(f"(?:{NUMBER},)*")  # what float() reads beyond it (other scripts' digits) is refused
 SelectionKey = tuple[str, str, bool, str]  # (category, model, primary, gpu)
 
 
@@ -301,7 +303,8 @@ class Tally:
             cv, sv, dv = _floats(conf), _floats(score), _floats(dur)
         except ValueError:
             return False
-        if check_values and not _columns_ok(cat, model, prim, gpu, cv, sv, dv):
+        if check_values and not (_numbers(",".join([*conf, *score, *dur, ""]))
+                                 and _columns_ok(cat, model, prim, gpu, cv, sv, dv)):
             return False
         keys = list(zip(cat, model, prim, gpu))
         counts = Counter(keys)
