@@ -7,8 +7,8 @@ counted under `other` (and in orchex_router_label_overflow_total), so a hostile 
 memory or series without bound.
 
 The logs are read on a thread of this collector's, never on the scrape's: a scrape wakes it and waits
-at most READ_WAIT seconds for a poll that began after the scrape did, then serves what is counted, so
-a huge file, a sparse one or a slow disk never makes a scrape late."""
+at most READ_WAIT seconds for the reader to have read everything written before the scrape began,
+then serves what is counted, so a huge file, a sparse one or a slow disk never makes a scrape late."""
 
 import logging
 import threading
@@ -97,6 +97,7 @@ class RoutingCollector:
         # Polls begun and finished by the reader, and its failure: a scrape waits on these.
         self.progress = threading.Condition()
         self.begun = self.finished = 0
+        self.behind = False  # the last poll left more to read: the reader is at it again
         self.failure: str | None = None
         self.wake = threading.Event()
         self.closing = False
@@ -127,7 +128,7 @@ class RoutingCollector:
         with self.progress:
             wanted = self.begun + 1  # a poll that begins after this scrape did
             self.wake.set()
-            self.progress.wait_for(lambda: self.finished >= wanted, READ_WAIT)
+            self.progress.wait_for(lambda: self.finished >= wanted and not self.behind, READ_WAIT)
             failure = self.failure
         families = self.built[1]
         if failure is not None:
@@ -154,7 +155,7 @@ class RoutingCollector:
             except Exception as e:  # reported by every scrape until a poll succeeds
                 behind, failure = False, f"reading the selection logs: {type(e).__name__}: {e}"
             with self.progress:
-                self.finished, self.failure = this, failure
+                self.finished, self.behind, self.failure = this, behind, failure
                 self.progress.notify_all()
             if not behind:
                 self.wake.wait()
