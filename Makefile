@@ -24,10 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The report's C kernels (exporter/selectionlog/_fold.c, exporter/common/_ranks.c), built again when
-# a source is newer than its module or the module is missing (a compiler installed by system-deps
-# after the first install).
-KERNELS := exporter/selectionlog/_fold.c exporter/common/_ranks.c
+# The selection-log kernel (exporter/selectionlog/_fold.c), built again when its source is newer than
+# its module or the module is missing (a compiler installed by system-deps after the first install).
+KERNELS := exporter/selectionlog/_fold.c
 kernel: install
 	@for c in $(KERNELS); do so=$$(ls $${c%.c}*.so 2>/dev/null | head -n 1); \
 	  if [ -z "$$so" ] || [ $$c -nt "$$so" ]; then stale=1; fi; done; \

@@ -217,8 +217,6 @@ def peak_rss_kb(path):
             "with contextlib.redirect_stdout(io.StringIO()): main(['analytics', sys.argv[1], '--report', "
             "'--format', 'json'])\n"
             "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')))")
-    import subprocess
-
     res = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, cwd=ROOT, check=True)
     return int(res.stdout)
 
@@ -231,22 +229,6 @@ def test_memory_stays_flat_as_input_grows(tmp_path):
     assert b - a < 4000, (a, b)
 
 
-def test_parallel_read_matches_one_process(tmp_path):
-    from exporter.selectionlog.reader import PARALLEL_MIN_BYTES, read, read_split
-    from exporter.selectionlog.tally import Tally
-
-    path = tmp_path / "big.csv"
-    big_log(path, PARALLEL_MIN_BYTES / 1e6 + 2)
-    with open(path, "a") as f:
-        f.write("2026-01-23 08:00:00,code,m1,true,2.0,1,0,1\n")
-    split, _ = read_split(str(path), Tally)
-    one = Tally()
-    read(str(path), one)
-    assert split.rows == one.rows and split.selections == one.selections and split.durations == one.durations
-    assert split.rejected == one.rejected and split.examples == one.examples
-    assert all(abs(split.score_sum[k] - one.score_sum[k]) < 1e-6 for k in one.score_sum)
-
-
 def test_progress_bar_on_a_terminal_for_large_input(tmp_path):
     from test_gpu_monitor import run_in_pty
 
@@ -256,25 +238,6 @@ def test_progress_bar_on_a_terminal_for_large_input(tmp_path):
     assert "100% of 5" in out and "] " in out and "Total requests:" in out
     quiet = run_cli("analytics", str(path))
     assert "%" not in quiet.stderr
-
-
-def test_a_dead_reading_process_is_one_error_not_a_hang(tmp_path):
-    from exporter.errors import UsageError
-    from exporter.selectionlog.reader import PARALLEL_MIN_BYTES, read_split
-    from exporter.selectionlog.tally import Tally
-
-    path = tmp_path / "big.csv"
-    line = b"2026-01-23 09:00:00,math,phi,false,0.70,60.00,1,4.0\n"
-    path.write_bytes(line * (PARALLEL_MIN_BYTES // len(line) + 1000))
-    parent = os.getpid()
-
-    def make():
-        if os.getpid() != parent:  # the forked reader of the second half dies at once
-            os._exit(9)
-        return Tally()
-
-    with pytest.raises(UsageError, match="died"):
-        read_split(str(path), make)
 
 
 def test_absurd_values_are_rejected_by_reason_in_analytics_too(tmp_path, cli):
@@ -318,33 +281,3 @@ def test_report_percentiles_are_within_the_stated_error_of_exact_ones(tmp_path, 
         for q in (50, 95, 99):
             exact = nearest_rank_sorted(values, q / 100)
             assert abs(got[f"duration_ms_p{q}"] - exact) <= error * exact + 1e-9, (q, got, exact)
-
-
-def test_a_report_on_a_plain_file_imports_nothing_it_does_not_need(tmp_path):
-    """`orchex analytics` on a small log has 50 ms, start-up included (exporter/__init__.py): typing
-    (5 ms), dataclasses (9 ms), shutil (7 ms, through argparse's formatter), for a plain command line
-    argparse with gettext and locale (3 ms), and json with the re and enum it imports (8 ms) are kept
-    off its path, and gzip, csv, glob, datetime, logging and multiprocessing only when a file, a row or
-    a flag needs them."""
-    log = tmp_path / "sel.csv"
-    log.write_text(HEADER_LINE + "\n2026-01-23 09:00:00,math,phi,true,0.90,60.00,1,4.0\n")
-    argv = ["analytics", str(log), "--report", "--format", "json", "--output", str(tmp_path / "r.json")]
-    code = f"import sys\nfrom exporter.cli import main\nrc = main({argv!r})\nprint(rc, ' '.join(sorted(sys.modules)))"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    rc, modules = res.stdout.split(" ", 1)
-    assert rc == "0", res.stderr
-    loaded = set(modules.split())
-    assert "exporter.analytics.stats" in loaded  # the report was really computed in this process
-    unneeded = {"typing", "dataclasses", "inspect", "shutil", "bz2", "lzma", "gzip", "csv", "glob", "datetime",
-                "logging", "multiprocessing", "argparse", "gettext", "locale", "json", "re", "enum", "functools"}
-    assert not loaded & unneeded, sorted(loaded & unneeded)
-
-
-@pytest.mark.parametrize("columns", [64, 200])
-def test_help_is_wrapped_to_the_terminal_width_without_shutil(columns):
-    """The help formatter finds the width itself (COLUMNS here, as shutil.get_terminal_size would)."""
-    res = run_cli("analytics", "--help", env={"COLUMNS": str(columns)})
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    assert max(map(len, lines)) <= columns
-    assert (max(map(len, lines)) > 100) == (columns == 200)  # the wide terminal is really used

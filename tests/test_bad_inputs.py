@@ -591,3 +591,20 @@ def test_scrapes_answer_while_a_20_gb_sparse_log_is_followed(serve, tmp_path):
     for _ in range(3):
         took, code, body = _timed_get(s)
         assert code == 200 and took < 10, took
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["analytics", "--formt", "json", "log.csv"], "--format"),
+    (["serve", "--web.listen-adress=:1"], "--web.listen-address"),
+    (["gpu-monitor", "--onse"], "--once"),
+])
+def test_a_misspelled_flag_gets_a_did_you_mean(argv, suggestion):
+    code, out, err, _ = run_in_process(argv, {})
+    assert code == 2 and err.strip().splitlines() == [
+        f"orchex: unrecognized arguments: {' '.join(a for a in argv if a.startswith('--'))} "
+        f"(did you mean {suggestion}?)"], err
+
+
+def test_version_says_whether_the_kernel_is_active():
+    code, out, _, _ = run_in_process(["--version"], {})
+    assert code == 0 and out.strip() == "orchex 0.1.0 (C kernel: active)"

@@ -5,7 +5,7 @@ from exporter.selectionlog.rows import COLUMNS, EXTRA
 
 
 def test_help_for_every_command(cli):
-    from exporter.cli import COMMANDS
+    from exporter.parser import COMMANDS
 
     res = cli("--help")
     assert res.returncode == 0

@@ -1,9 +1,7 @@
 """The C kernels against the Python they stand in for. The fold (exporter/selectionlog/_fold.c):
 the same counts and the same float sums to the last bit, on plain chunks of every number form, for
 a report's tally (fold) and for the exporter's, which renames, budgets and buckets (group); and
-None, with nothing counted, for every chunk it should leave to Python. The percentiles
-(exporter/common/_ranks.c): the same values, the same objects, in the same order; and None for every
-input it should leave to Python."""
+None, with nothing counted, for every chunk it should leave to Python."""
 
 import copy
 
@@ -11,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.common import quantile
 from exporter.selectionlog import tally as tally_module
 from exporter.selectionlog.tally import Source, Tally
 
@@ -252,80 +249,12 @@ def test_grouping_declines_what_python_must_judge():
     assert KERNEL.group(GOOD.rstrip("\n"), 8) is None
 
 
-RANKS = quantile._kernel
-QS = (0.5, 0.95, 0.99)
-
-
-def test_the_ranks_kernel_is_built():
-    assert RANKS is not None, "exporter/common/_ranks.c was not built: is a C compiler installed?"
-
-
-def python_ranks(counts, qs):
-    kernel, quantile._kernel = quantile._kernel, None
-    try:
-        return quantile.grouped_nearest_ranks(counts, qs)
-    finally:
-        quantile._kernel = kernel
-
-
-def exactly(result):
-    """The result with each value's repr (0.0 and -0.0 apart) and the groups in their order."""
-    by_group, overall = result
-    return [(g, list(map(repr, v))) for g, v in by_group.items()], list(map(repr, overall))
-
-
-# Groups are built afresh, so that equal strings arrive as different objects, as they do from the fold.
-GROUP = st.sampled_from(["code", "math", "é", "模型", "a", "ab", ""]).map(lambda s: "".join(list(s)))
-VALUE = st.one_of(st.floats(0, 2000).map(lambda x: float(f"{x:.3f}")),
-                  st.sampled_from([0.0, -0.0, 1.0, 1.5, 1e7, 5e-324]), st.floats(allow_nan=False))
-BUCKET = st.integers(-(2**53), 2**53)
-COUNTS = st.one_of(st.dictionaries(st.tuples(GROUP, VALUE), st.integers(1, 5), min_size=1, max_size=300),
-                   st.dictionaries(st.tuples(GROUP, BUCKET), st.integers(1, 5), min_size=1, max_size=300))
-QUANTILES = st.one_of(st.just(QS), st.lists(st.floats(0, 1), min_size=1, max_size=5).map(tuple))
-
-
-@settings(max_examples=500, deadline=None)
-@given(COUNTS, QUANTILES)
-def test_ranks_are_the_python_ranks_to_the_object(counts, qs):
-    c = RANKS.ranks(counts, qs)
-    assert c is not None
-    assert exactly(c) == exactly(python_ranks(counts, qs))
-
-
-def test_ranks_agree_on_ten_thousand_distinct_durations_and_their_sketch():
-    from exporter.selectionlog.tally import _sketched
-
-    counts = {(f"c{i % 10}", (i * 15485863) % 2000000 / 1000): 1 + i % 3 for i in range(10_000)}
-    counts[("c3", 0.0)], counts[("c4", -0.0)] = 2, 2  # equal values in two groups: first seen wins ties
-    for data in (counts, _sketched(counts)):
-        c = RANKS.ranks(data, QS)
-        assert c is not None and len(c[0]) == 10
-        assert exactly(c) == exactly(python_ranks(data, QS))
-
-
-@pytest.mark.parametrize("first, then", [(0.0, -0.0), (-0.0, 0.0)])
-def test_zero_and_negative_zero_tie_and_keep_first_seen_order(first, then):
-    """Python's sort finds them equal; a sort by their bits would put -0.0 first whatever came first."""
-    counts = {("a", first): 1, ("b", then): 1, ("a", 1.0): 1}
-    assert exactly(RANKS.ranks(counts, (0.3, 0.6, 1.0))) == exactly(python_ranks(counts, (0.3, 0.6, 1.0)))
-    assert repr(RANKS.ranks(counts, (0.3,))[1][0]) == repr(first)
-
-
-@pytest.mark.parametrize("counts, qs", [
-    ({}, QS), ({("a", float("nan")): 1}, QS), ({("a", True): 1}, QS), ({("a", 2**60): 1}, QS),
-    ({("a", "1.0"): 1}, QS), ({(b"a", 1.0): 1}, QS), ({("a", 1.0, 2.0): 1}, QS), ({"a": 1}, QS),
-    ({("a", 1.0): -1}, QS), ({("a", 1.0): 0}, QS), ({("a", 1.0): 1.0}, QS),
-    ({("a", 1.0): 1}, (0.5, 1.5)), ({("a", 1.0): 1}, (float("nan"),)),
-])
-def test_ranks_decline_what_python_must_judge(counts, qs):
-    assert RANKS.ranks(counts, qs) is None
-
-
-GOOD = "2026-01-23 08:00:00,code,m1,true,0.5,70.00,3,0.004\n"
+ROW_OK = "2026-01-23 08:00:00,code,m1,true,0.5,70.00,3,0.004\n"
 OTHER_DIGITS = [  # Arabic-Indic (U+0660...) and full-width (U+FF10...) digits, and what float() reads besides
-    GOOD.replace("2026-01-23", "\u0662\u0660\u0662\u0666-01-23"), GOOD.replace("0.5", "\u0660.5"),
-    GOOD.replace(",3,", ",\u0663,"), GOOD.replace("70.00", "\uff17\uff10.00"), GOOD.replace("0.004", "0.00\uff14"),
-    GOOD.replace("0.5", " 0.5"), GOOD.replace("70.00", "7_0.00"), GOOD.replace("0.004", "4e-3 "),
+    ROW_OK.replace("2026-01-23", "\u0662\u0660\u0662\u0666-01-23"), ROW_OK.replace("0.5", "\u0660.5"),
+    ROW_OK.replace(",3,", ",\u0663,"), ROW_OK.replace("70.00", "\uff17\uff10.00"),
+    ROW_OK.replace("0.004", "0.00\uff14"),
+    ROW_OK.replace("0.5", " 0.5"), ROW_OK.replace("70.00", "7_0.00"), ROW_OK.replace("0.004", "4e-3 "),
 ]
 
 
@@ -337,7 +266,7 @@ def test_digits_of_other_scripts_are_rejected_by_both_paths(tmp_path, row, kerne
     from exporter.selectionlog import reader
 
     log = tmp_path / "sel.csv"
-    log.write_text(GOOD + row + GOOD, encoding="utf-8")
+    log.write_text(ROW_OK + row + ROW_OK, encoding="utf-8")
     saved = tally_module._kernel
     tally_module._kernel = KERNEL if kernel == "c" else None
     try:

@@ -3,13 +3,10 @@ summary."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
-
-from exporter.common import jsontext
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 
 def _f(v: float | None, digits: int = 2) -> str:
@@ -98,8 +95,6 @@ def text(r: dict[str, Any]) -> str:
 
 
 def _aligned(rows: list[list[str]]) -> list[str]:
-    import re  # here, for the text format alone: with enum, 5 ms of start-up (exporter/__init__.py)
-
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     numeric = [all(re.fullmatch(_NUMBER, row[i]) for row in rows[1:]) for i in range(len(widths))]
     return ["  " + "  ".join(cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric))
@@ -110,7 +105,7 @@ _NUMBER = r"-?[\d.,]+%?|-"
 
 
 def as_json(r: dict[str, Any]) -> str:
-    return jsontext.dumps(r) + "\n"
+    return json.dumps(r, indent=2) + "\n"
 
 
 def summary(r: dict[str, Any]) -> str:

@@ -6,14 +6,11 @@ Legacy thresholds (exporter/policy.py, which the dashboards share): a secondary-
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from exporter.common.quantile import RELATIVE_ERROR, grouped_nearest_ranks, sketch_value
 from exporter.policy import POLICY
 from exporter.selectionlog.tally import Tally
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
-if TYPE_CHECKING:
-    from typing import Any
 
 SCHEMA = "orchex.analytics/2"  # /2 added duration_percentiles
 SECONDARY_SHARE_GOOD = POLICY.secondary_share_good

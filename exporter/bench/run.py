@@ -5,6 +5,7 @@ a test can hand it a non-deterministic selector and see the consistency check fa
 
 import math
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -123,7 +124,6 @@ def meets(registry: Registry, sel: Selection, constraints: Constraints,
 def run(registry: Registry, iterations: int = 1000, policy: str = "default", gpus: list[GpuSnapshot] | None = None,
         select: Selector = selector_mod.select, clock: Callable[[], float] | None = None,
         scaling_sizes: Iterable[int] = SCALING_SIZES) -> Result:
-    import time
 
     clock = clock or time.perf_counter
     r = Result(iterations, policy, registry.digest)

@@ -1,39 +1,32 @@
 """`orchex analytics FILE...`: the legacy routing reports from selection logs."""
 
-from __future__ import annotations
-
+import argparse
+import datetime
+import os
 import sys
+import time
+from typing import Any
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
-if TYPE_CHECKING:
-    import argparse
-    from types import SimpleNamespace
-    from typing import Any
-
-    from exporter.parser import Options
-    from exporter.selectionlog.tally import Tally
-
-FILES = "files"
-# The options, read by argparse and, for a plain command line, by cli.plain_args without it.
-OPTIONS: Options = (
-    ("--report", None, "the full report instead of the summary"),
-    ("--format", ("text", "markdown", "json"), "report format (default markdown); only with --report"),
-    ("--output", "PATH", "write the report here instead of standard output"),
-    ("--since", "T", "only rows at or after T (YYYY-MM-DD[ HH:MM:SS])"),
-    ("--until", "T", "only rows before T"),
-    ("--strict", None, "exit 1 when any row was rejected"),
-)
+from exporter.analytics import render, stats
+from exporter.errors import UsageError, write_output
+from exporter.inputfile import open_regular
+from exporter.selectionlog.reader import expand, read
+from exporter.selectionlog.tally import Tally
 
 
 def add_parser(sub: Any) -> None:
-    from exporter.parser import add_options
-
     p = sub.add_parser("analytics", help="routing reports from selection logs",
                        description="Summarise selection logs (files, globs, .gz, - for standard input). "
                                    "Without --report: a console summary. With --report: the full report, and "
                                    "nothing else, on standard output (or --output).")
-    p.add_argument(FILES, nargs="+", metavar="FILE")
-    add_options(p, OPTIONS)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--report", action="store_true", help="the full report instead of the summary")
+    p.add_argument("--format", choices=("text", "markdown", "json"),
+                   help="report format (default markdown); only with --report")
+    p.add_argument("--output", metavar="PATH", help="write the report here instead of standard output")
+    p.add_argument("--since", metavar="T", help="only rows at or after T (YYYY-MM-DD[ HH:MM:SS])")
+    p.add_argument("--until", metavar="T", help="only rows before T")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
     p.set_defaults(run=run)
 
 
@@ -41,10 +34,6 @@ def _time(flag: str, text: str | None) -> str | None:
     """`YYYY-MM-DD HH:MM:SS` from a --since/--until value: a real date, or a UsageError naming the flag."""
     if text is None:
         return None
-    import datetime
-
-    from exporter.errors import UsageError
-
     for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
         try:
             return datetime.datetime.strptime(text.strip(), fmt).strftime("%Y-%m-%d %H:%M:%S")
@@ -55,11 +44,6 @@ def _time(flag: str, text: str | None) -> str | None:
 
 def generated_time() -> str:
     """ISO 8601 UTC; SOURCE_DATE_EPOCH fixes it so identical input gives byte-identical reports."""
-    import os
-    import time
-
-    from exporter.errors import UsageError
-
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None:
         try:
@@ -97,8 +81,6 @@ class Progress:
 def _nothing_counted(total: Tally, paths: list[str], since: str | None, until: str | None) -> int:
     """No valid row at all is bad input (exit 2, with why); valid rows all outside --since/--until
     is an empty answer (exit 1), said in words of its own."""
-    from exporter.errors import UsageError
-
     if total.rejected:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(total.rejected.items()))
         where = "; first at " + ":".join(map(str, total.examples[0][:2])) if total.examples else ""
@@ -111,11 +93,6 @@ def _nothing_counted(total: Tally, paths: list[str], since: str | None, until: s
 
 def _check_files(paths: list[str]) -> None:
     """Refuse FIFOs, devices, sockets and empty files by type and size, before reading any."""
-    import os
-
-    from exporter.errors import UsageError
-    from exporter.inputfile import open_regular
-
     for p in paths:
         if p != "-":
             os.close(open_regular(p))
@@ -123,19 +100,7 @@ def _check_files(paths: list[str]) -> None:
                 raise UsageError(f"{p}: empty file")
 
 
-def run(args: argparse.Namespace | SimpleNamespace) -> int | None:
-    import gc
-
-    # Counting allocates millions of short-lived objects and no reference cycles, and so does
-    # importing what counts them: the cyclic collector would only rescan them.
-    gc.disable()
-    import os
-
-    from exporter.analytics import render, stats
-    from exporter.errors import UsageError, write_output
-    from exporter.selectionlog.reader import expand, read_split
-    from exporter.selectionlog.tally import Tally
-
+def run(args: argparse.Namespace) -> int | None:
     since, until = _time("--since", args.since), _time("--until", args.until)
     if since and until and since >= until:
         raise UsageError(f"--since {since} is not before --until {until}")
@@ -145,31 +110,19 @@ def run(args: argparse.Namespace | SimpleNamespace) -> int | None:
         raise UsageError("--output: applies to --report")
     paths = expand(args.files)
     _check_files(paths)
-
-    def make() -> Tally:
-        return Tally(since=since, until=until)
-
-    total = make()
+    total = Tally(since=since, until=until)
     big = sum(os.path.getsize(p) for p in paths if p != "-")
     bar = Progress(big) if big > 50_000_000 and sys.stderr.isatty() else None
     done_before = 0
     for p in paths:
-        before = total.rows + sum(total.rejected.values())
-        size = os.path.getsize(p) if p != "-" else 0
+        before = total.rows + total.outside + sum(total.rejected.values())
         progress = bar and (lambda done, base=done_before: bar(base + done))
-        t, _ = read_split(p, make, progress)
-        if total.version:
-            total.merge(t)
-        else:  # nothing counted yet: the file's tally is the total (a merge would copy every count)
-            total = t
-        done_before += size
+        read(p, total, progress)
+        done_before += os.path.getsize(p) if p != "-" else 0
         if total.rows + total.outside + sum(total.rejected.values()) == before:
             raise UsageError(f"{p}: no selection rows")
     if bar:
         bar.close()
-    # The counts live until exit, where the interpreter's last collections would walk every object
-    # again (3 ms of a 10,000-row report): frozen objects are left out of them.
-    gc.freeze()
     if not total.rows:
         return _nothing_counted(total, paths, since, until)
     report = stats.compute(total, paths, generated_time())

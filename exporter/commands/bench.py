@@ -1,16 +1,15 @@
 """`orchex bench [ITERATIONS]`: the routing benchmark; exit 0 only when every check passes."""
 
 import argparse
+import re
 import sys
+import time
 from typing import Any
 
 from exporter.cliargs import whole
 
 
 def _label(text: str) -> tuple[str, str]:
-    import argparse
-    import re
-
     k, sep, v = text.partition("=")
     if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k) or k == "job" or k.startswith("__"):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a label name other than job: {text!r}")
@@ -20,7 +19,6 @@ def _label(text: str) -> tuple[str, str]:
 def _gateway(text: str) -> str:
     """A Pushgateway URL, checked before the benchmark runs rather than after it: `http://HOST:PORT`,
     `https://...`, or `HOST[:PORT]` (http, as prometheus_client reads it)."""
-    import argparse
     from urllib.parse import urlsplit
 
     schemed = "://" in text
@@ -58,8 +56,6 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int | None:
-    import time
-
     from exporter.bench import report
     from exporter.bench.run import run as bench
     from exporter.errors import write_output

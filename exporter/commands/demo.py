@@ -2,6 +2,9 @@
 
 import argparse
 import random
+import signal
+import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +51,6 @@ def requests(reg: "Registry", rng: random.Random) -> Iterator[tuple[str, "Constr
 
 
 def run(args: argparse.Namespace) -> int | None:
-    import random
-    import signal
-    import sys
-    import time
-
     from exporter.gpu import backends
     from exporter.routing import registry, selector
     from exporter.selectionlog.writer import SelectionLog

@@ -2,7 +2,11 @@
 
 import argparse
 import contextlib
+import json
+import os
+import signal
 import sys
+import time
 from typing import Any
 
 from exporter.errors import RunFailed
@@ -10,8 +14,6 @@ from exporter.gpu.backends import NAMES as BACKENDS
 
 
 def _interval(text: str) -> float:
-    import argparse
-
     try:
         v = float(text)
     except ValueError:
@@ -42,8 +44,6 @@ class RowLog:
     disk) is cut back to the row before, so the file never ends in a partial row."""
 
     def __init__(self, path: str) -> None:
-        import os
-
         from exporter.errors import UsageError
         from exporter.gpu.monitor import LOG_HEADER
 
@@ -62,8 +62,6 @@ class RowLog:
             self.write("\n")  # a row cut short by a crash must not swallow the next one
 
     def write(self, row: str) -> None:
-        import os
-
         data = memoryview(row.encode("utf-8"))
         before = os.fstat(self.fd).st_size
         try:
@@ -75,17 +73,10 @@ class RowLog:
             raise RunFailed(f"{self.path}: cannot write: {e.strerror}") from None
 
     def close(self) -> None:
-        import os
-
         os.close(self.fd)
 
 
 def run(args: argparse.Namespace) -> int | None:
-    import json
-    import os
-    import signal
-    import time
-
     from exporter.gpu import backends
     from exporter.gpu.monitor import Summary, as_json, console_line, log_row
 

@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from exporter.cliargs import number, whole
@@ -43,8 +44,6 @@ def constraints_from(args: argparse.Namespace, reg: "Registry") -> "Constraints"
 
 
 def run(args: argparse.Namespace) -> int | None:
-    import time
-
     from exporter.errors import UsageError
     from exporter.gpu import backends
     from exporter.routing import registry, selector

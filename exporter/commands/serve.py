@@ -4,6 +4,7 @@ exporter/web.py answers HTTP, exporter/collectors/ read the GPUs and the logs)."
 
 import argparse
 import logging
+import resource
 from typing import Any
 
 from exporter.collectors import Collector
@@ -83,8 +84,6 @@ def make_collector(name: str, settings: Settings, log: logging.Logger) -> Collec
 def more_descriptors() -> None:
     """Raise the soft open-file limit to the hard one, as Go raises it for every Go exporter: the
     soft limit is often 1,024, which MAX_CONNECTIONS alone would use up."""
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -10,6 +10,7 @@ The `legacy` policy is the old selector's: final = base, times (1 - load) when G
 Ties: higher final score, then earlier in the category's candidate list, then model name.
 """
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -209,5 +210,4 @@ def explain(e: Entry, c: Constraints, places: list[Place] | None) -> str:
 
 
 def _close(category: str | None, categories: Iterable[str]) -> list[str]:
-    import difflib
     return difflib.get_close_matches(str(category), list(categories), n=3, cutoff=0.5)

@@ -6,36 +6,28 @@ Files are read in 1 MiB blocks (BLOCK) cut at the last newline, so memory stays 
 from __future__ import annotations
 
 import errno
+import glob
+import gzip
 import io
+import logging
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 from exporter.errors import UsageError
 from exporter.inputfile import open_regular
-from exporter.selectionlog.rows import MAX_LINE, fallback_column, is_header
+from exporter.selectionlog.rows import MAX_LINE
 from exporter.selectionlog.tally import Source, Tally
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
-if TYPE_CHECKING:
-    import gzip
-    import logging
-    from typing import IO, Any
 
 Progress = Callable[[int], None]  # told the bytes read so far
 
 
-def _log() -> logging.Logger:
-    """The exporter's logger, imported only by the Follower: a report does not pay for logging."""
-    import logging
+log = logging.getLogger("orchex")
 
-    return logging.getLogger("orchex")
-
-
-# Per-chunk working memory stays a few MB in each of two processes. A log of 10,000 rows is one block,
-# so its keys are added to the counts once: 4-6 ms less on 10,000 rows of another router's log than 384 KiB.
-BLOCK = 1 << 20
+BLOCK = 1 << 20  # a few MB of working memory per chunk
 GZIP_MAX_RATIO = 100  # selection logs compress about 10:1; a bomb, 1,000:1
 GZIP_MIN_ALLOWANCE = 64 << 20
 # Stands for the partial line while an over-long one is being skipped; it holds a newline, which a
@@ -47,8 +39,7 @@ TAIL = 64  # bytes that identify where a followed file was read to
 def _feed(tally: Tally, src: Source, data: bytes, end: int | None = None, final: bool = False) -> None:
     """Count the lines of data[:end]: whole lines, and, when final, a last one without its newline.
     The C kernel reads plain rows from the bytes as they are; only a header and what it declines are
-    decoded. A decoded 1 MiB block is 256 new pages of memory, and cutting the header off it 256
-    more: 2 ms of a 10,000-row report."""
+    decoded."""
     view = memoryview(data)[:end]
     if not final:
         start = 0
@@ -91,8 +82,6 @@ def open_input(path: str) -> IO[bytes]:
         return sys.stdin.buffer
     f = os.fdopen(open_regular(path), "rb")
     if f.peek(2)[:2] == b"\x1f\x8b":
-        import gzip  # here, not above: a report on a plain file does not pay for it at start-up
-
         limit = max(GZIP_MIN_ALLOWANCE, GZIP_MAX_RATIO * os.fstat(f.fileno()).st_size)
         return io.BufferedReader(_Bounded(gzip.GzipFile(fileobj=f), limit, path))
     return f
@@ -103,8 +92,6 @@ class _Bounded(io.RawIOBase):
     497 KiB that expand to 500 MiB of newlines) and turns a corrupt stream into one line."""
 
     def __init__(self, inner: gzip.GzipFile, limit: int, path: str) -> None:
-        import zlib
-
         self.inner, self.limit, self.path, self.done = inner, limit, path, 0
         self.corrupt = (OSError, EOFError, zlib.error)
 
@@ -176,16 +163,11 @@ def read(path: str, tally: Tally, progress: Progress | None = None) -> Source:
     return src
 
 
-GLOB_MAGIC = frozenset("*?[")  # what glob.has_magic looks for
-
-
 def matching(pattern: str) -> list[str]:
-    """The paths a glob matches, sorted; a name without glob characters, as it is. glob is imported
-    only for a glob: a report on a named file does not pay its 2 ms at start-up."""
-    if not GLOB_MAGIC.intersection(pattern):
+    """The paths a glob matches, sorted; a name without glob characters, as it is (a file that is not
+    there yet is still followed by its name)."""
+    if not glob.has_magic(pattern):
         return [pattern]
-    import glob
-
     return sorted(glob.glob(pattern))
 
 
@@ -321,21 +303,21 @@ class Follower:
         if self.problems.get(path) != reason:
             self.problems[path] = reason
             detail = "not a regular file" if error is None else error.strerror
-            _log().warning(f"selection log {path}: cannot be followed ({reason}): {detail}")
+            log.warning(f"selection log {path}: cannot be followed ({reason}): {detail}")
         if len(self.problems) > 4 * self.max_open:  # paths come from globs: bounded, said again at worst
             self.problems.clear()
 
     def _recovered(self, path: str) -> None:
         if self.problems.pop(path, None) is not None:
-            _log().info(f"selection log {path}: followed again")
+            log.info(f"selection log {path}: followed again")
 
     def _say_matches(self, pattern: str, found: int) -> None:
         before = self.matched.get(pattern)
         self.matched[pattern] = found
         if found == 0 and before != 0:
-            _log().warning(f"selection log pattern {pattern!r} matches no file (yet); it is checked on every scrape")
+            log.warning(f"selection log pattern {pattern!r} matches no file (yet); it is checked on every scrape")
         elif found and before == 0:
-            _log().info(f"selection log pattern {pattern!r} now matches {found} file(s)")
+            log.info(f"selection log pattern {pattern!r} now matches {found} file(s)")
 
     def close(self) -> None:
         for followed in self.files.values():
@@ -412,82 +394,3 @@ class _Followed:
         if self.f is not None:
             self.f.close()
             self.f = None
-
-
-PARALLEL_MIN_BYTES = 16 << 20
-
-
-def _header_fallback(path: str) -> int:
-    """The fallback column index a file's header names, read before the file is split."""
-    with open(path, "rb") as f:
-        first = f.readline(4096).decode("utf-8", "replace").rstrip("\r\n").split(",")
-    return fallback_column(first) if is_header(first) else Source(path).fallback
-
-
-def _read_range(path: str, start: int, end: int, tally: Tally, src: Source,
-                progress: Progress | None = None) -> None:
-    """Count the lines that start in [start, end) of a file."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        rest, _, _ = _feed_stream(f, tally, src, limit=end - start, progress=progress)
-    if rest:
-        _feed(tally, src, rest, final=True)
-
-
-def read_split(path: str, make_tally: Callable[[], Tally],
-               progress: Progress | None = None) -> tuple[Tally, Source]:
-    """Count a large plain file in two processes, one per half, and merge: the result is the one
-    `read` gives (same counts, same example lines), in about half the time on two cores. Smaller
-    files, gzip and standard input are read here, in one process."""
-    tally = make_tally()
-    if path == "-" or os.path.getsize(path) < PARALLEL_MIN_BYTES or _is_gzip(path):
-        return tally, read(path, tally, progress)
-    import multiprocessing
-
-    size = os.path.getsize(path)
-    middle = _next_line(path, size // 2)  # the second half starts on a line of its own
-    fallback = _header_fallback(path)
-    ctx = multiprocessing.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-
-    def second_half() -> None:
-        t, src = make_tally(), Source(path)
-        src.fallback = fallback
-        try:
-            _read_range(path, middle, size, t, src)
-            send.send((t, src.line - 1, None))
-        except Exception as e:  # reported by the parent as its own error
-            send.send((None, 0, e))
-
-    child = ctx.Process(target=second_half, daemon=True)
-    child.start()
-    src = Source(path)
-    _read_range(path, 0, middle, tally, src, progress and (lambda done: progress(done * size // max(middle, 1))))
-    while not receive.poll(0.5):
-        if not child.is_alive():  # died without a word (killed, out of memory): say so, never hang
-            raise UsageError(f"{path}: the process reading the second half died (exit code {child.exitcode})")
-    other, _, error = receive.recv()
-    child.join()
-    if error is not None:
-        raise error
-    # The second half never saw the header: its fallback column came from it above.
-    tally.merge(other, line_offset=src.line - 1)
-    return tally, src
-
-
-def _next_line(path: str, offset: int) -> int:
-    """Where the first line starting after `offset` starts (the file's size when none does), found
-    block by block: a 100 MB line is never read whole."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while block := f.read(BLOCK):
-            end = block.find(b"\n")
-            if end >= 0:
-                return offset + end + 1
-            offset += len(block)
-    return offset
-
-
-def _is_gzip(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"

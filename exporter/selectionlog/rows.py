@@ -5,6 +5,7 @@ The legacy file has eight columns; extra columns may follow (orchex writes fallb
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 COLUMNS = ("timestamp", "task_category", "selected_model", "primary_category", "confidence_score",
@@ -30,18 +31,9 @@ DURATION_LIMIT_MS = 1e7  # selection_duration_ms, about 2.8 hours
 
 
 def fullmatcher(pattern: str) -> Callable[[str], bool]:
-    """Whether a text matches `pattern` whole, the pattern compiled at the first call: a report whose
-    rows all go to the C kernel never imports re (with the enum it imports, 5 ms of its start-up)."""
-    compiled = None
-
-    def matches(text: str) -> bool:
-        nonlocal compiled
-        if compiled is None:
-            import re
-
-            compiled = re.compile(pattern)
-        return compiled.fullmatch(text) is not None
-    return matches
+    """Whether a text matches `pattern` whole."""
+    compiled = re.compile(pattern)
+    return lambda text: compiled.fullmatch(text) is not None
 
 
 timestamp_ok = fullmatcher(TIMESTAMP)

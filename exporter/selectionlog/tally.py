@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
 from types import ModuleType
+from typing import Any
 
 from exporter.common.quantile import sketch_indices
 from exporter.selectionlog.rows import (
@@ -37,15 +38,17 @@ from exporter.selectionlog.rows import (
     is_header,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see exporter/__init__.py
-if TYPE_CHECKING:
-    from typing import Any
-
 _kernel: ModuleType | None
 try:
     from exporter.selectionlog import _fold as _kernel
 except ImportError:  # installed without a C compiler: the Python fast path reads the same rows
     _kernel = None
+
+
+def kernel_active() -> bool:
+    """Whether the C fold (_fold.c) was built and counts the plain rows: `orchex --version` and
+    orchex_build_info say so."""
+    return _kernel is not None
 
 OTHER = "other"
 EXACT_LIMIT = 10_000  # (category, duration) pairs kept exactly before durations are sketched
