@@ -3,7 +3,6 @@
 A reload loads and checks everything first (config file, registry, web config, fleet) and applies it
 only when all of it is valid; otherwise the running configuration stays and the log says why."""
 
-import ctypes
 import logging
 import signal
 import threading
@@ -14,6 +13,7 @@ from exporter import logfmt
 from exporter.collectors import Collector
 from exporter.errors import UsageError
 from exporter.httpserver import Server
+from exporter.procname import name_process
 from exporter.serveconfig import COLLECTORS, Settings
 from exporter.web import App
 
@@ -54,22 +54,10 @@ def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str
     return True
 
 
-PR_SET_NAME = 15
-
-
-def name_process(name: str = "orchex") -> None:
-    """Name the process as the kernel shows it (/proc/PID/comm), so that `pidof orchex` and
-    `pkill -HUP -x orchex` find the daemon: otherwise it is `python3`, like every other script."""
-    try:
-        ctypes.CDLL(None).prctl(PR_SET_NAME, name.encode(), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux
-        pass
-
-
 def run(server: Server, app: App, load: Callable[[], Settings],
         make_collector: Callable[[str, Settings], Collector], log: logging.Logger) -> None:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns after a clean shutdown."""
-    name_process()
+    name_process("orchex")
     # The handlers only note the signal. A Python handler runs in the main thread between two of its
     # bytecodes, wherever it is, so it must take no lock: one that set a threading.Event deadlocked
     # when SIGTERM came while this loop was inside Event.wait holding that Event's own lock, and

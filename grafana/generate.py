@@ -213,7 +213,7 @@ def gpu_dashboard() -> Json:
         panel("NVML errors", "NVML calls failing with an error other than NOT_SUPPORTED, per second.", "cps",
               (f"rate(orchex_nvml_errors_total{{{SEL}}}[$__rate_interval])", "{{instance}} {{function}} {{code}}")),
         panel("Exporter collection time", "Time each collector took per scrape.", "s",
-              (f"orchex_scrape_duration_seconds{{{SEL}}}", "{{instance}} {{collector}}")),
+              (f"orchex_scrape_collector_duration_seconds{{{SEL}}}", "{{instance}} {{collector}}")),
     ]
     return dashboard("orchex-gpu", "orchex / GPU fleet", "GPU health from orchex serve (NVML, or the simulated "
                      "fleet, which every panel names).", v, panels, ["gpu"])

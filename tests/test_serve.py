@@ -6,6 +6,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import textwrap
 import time
 import urllib.error
@@ -335,3 +336,40 @@ def test_the_daemon_names_itself_so_pkill_and_pidof_find_it(serve):
     s = serve("--gpu-backend=simulated")
     with open(f"/proc/{s.proc.pid}/comm") as f:
         assert f.read().strip() == "orchex"  # what `pkill -x orchex` and `pgrep -x orchex` match
+
+
+def test_the_readme_reload_signals_the_daemon_and_not_the_demo(serve, tmp_path):
+    """`pkill -HUP -x orchex` (the README's reload) must not reach `orchex demo`, which would die of it."""
+    log = tmp_path / "sel.csv"
+    script = os.path.join(os.path.dirname(sys.executable), "orchex")  # as a user starts it: its comm is orchex
+    demo = subprocess.Popen([script, "demo", "--log", str(log), "--rate", "50", "--gpu-backend", "simulated"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s = serve("--gpu-backend=simulated", f"--selection-log={log}")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with open(f"/proc/{demo.pid}/comm") as f:
+                if f.read().strip() == "orchex-demo":
+                    break
+            time.sleep(0.05)
+        matched = subprocess.run(["pgrep", "-x", "orchex"], capture_output=True, text=True).stdout.split()
+        assert str(s.proc.pid) in matched and str(demo.pid) not in matched
+    finally:
+        demo.terminate()
+        demo.wait(10)
+
+
+def test_sigterm_with_an_idle_keep_alive_client_shuts_down_cleanly(serve):
+    s = serve("--gpu-backend=simulated")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:  # as Prometheus holds one
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        c.recv(1 << 20)
+        code, err = s.stop()
+    assert code == 0 and "Traceback" not in err and "CancelledError" not in err, err
+
+
+def test_build_info_says_which_kernel_reads_the_logs(serve):
+    s = serve("--gpu-backend=simulated")
+    info = [k for k in series(s.get()[2]) if k[0] == "orchex_build_info"]
+    assert len(info) == 1 and dict(info[0][1])["kernel"] == "c"  # make test builds it: a compiler is installed

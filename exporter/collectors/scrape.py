@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from exporter import __version__
 from exporter.collectors import Collector, CollectorFailed
 from exporter.exposition import Family, labels, render
+from exporter.selectionlog.tally import kernel_active
 
 log = logging.getLogger("orchex")
 
@@ -52,7 +53,8 @@ class Scraper:
     def _collect(self) -> tuple[list[tuple[str, list[Family]]], list[Family]]:
         now = self.clock()
         groups = []
-        duration = Family("orchex_scrape_duration_seconds", "gauge", "Time each collector took in this scrape.")
+        duration = Family("orchex_scrape_collector_duration_seconds", "gauge",
+                          "Seconds each collector took in this scrape (node_exporter's name for it).")
         success = Family("orchex_scrape_collector_success", "gauge", "1 when the collector succeeded this scrape.")
         errors = Family("orchex_scrape_errors", "gauge", "Errors each collector met in this scrape.")
         last = Family("orchex_scrape_last_success_timestamp_seconds", "gauge",
@@ -80,8 +82,10 @@ class Scraper:
             errors.add(0 if ok else 1, lab)
             if seen is not None:
                 last.add(seen, lab)
-        build = Family("orchex_build", "info", "orchex version and the Python it runs on.")
-        build.add(1, labels(version=__version__, python_version=platform.python_version()), "_info")
+        build = Family("orchex_build", "info", "orchex version, the Python it runs on, and what reads the selection "
+                       "logs' plain rows: kernel=\"c\" (_fold.c) or \"python\" (built without a compiler).")
+        build.add(1, labels(version=__version__, python_version=platform.python_version(),
+                            kernel="c" if kernel_active() else "python"), "_info")
         return groups, [build, duration, success, errors, last]
 
     def replace(self, collectors: list[Collector]) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.cliargs import number, whole
 from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.procname import name_process
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int | None:
     from exporter.routing import registry, selector
     from exporter.selectionlog.writer import SelectionLog
 
+    name_process("orchex-demo")  # not matched by `pkill -HUP -x orchex`, which reloads the daemon
     reg = registry.load(args.registry)
     backend = backends.open_backend(args.gpu_backend, fleet=args.fleet)
     stop = []
