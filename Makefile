@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl docker-compose
 
-.PHONY: install kernel run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
+.PHONY: install kernel wheel run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -31,6 +31,16 @@ kernel: install
 	@for c in $(KERNELS); do so=$$(ls $${c%.c}*.so 2>/dev/null | head -n 1); \
 	  if [ -z "$$so" ] || [ $$c -nt "$$so" ]; then stale=1; fi; done; \
 	if [ -n "$$stale" ]; then $(BIN)/pip install --no-deps -e . >> $(VENV)/install.log 2>&1 || true; fi
+
+# The wheel the container image installs (deploy/Dockerfile builds the same), into dist/; it must
+# carry the C kernel: without a compiler this fails, where a source install quietly goes without.
+wheel: install
+	@rm -rf dist && $(BIN)/pip wheel -q --no-deps -w dist . >> $(VENV)/install.log 2>&1 \
+	  || { tail -n 20 $(VENV)/install.log; echo "make wheel: the build failed"; exit 1; }
+	@$(BIN)/python -c "import glob, zipfile, sys; w = glob.glob('dist/*.whl')[0]; \
+	  sys.exit(0 if any('selectionlog/_fold' in n for n in zipfile.ZipFile(w).namelist()) \
+	  else f'make wheel: {w} has no C kernel (exporter/selectionlog/_fold.c): is gcc installed?')"
+	@ls dist/*.whl
 
 # The exporter on the embedded default (NVML when a driver answers, else the simulated fleet) plus
 # demo routing traffic through the real selector, written to the log the exporter follows.
@@ -114,4 +124,4 @@ docs: install
 	$(BIN)/python tools/metrics_reference.py --write
 
 clean:
-	rm -rf $(VENV) tests/.build .pytest_cache grafana/typecheck/node_modules grafana/typecheck/build $(KERNELS:.c=*.so)
+	rm -rf $(VENV) dist tests/.build .pytest_cache grafana/typecheck/node_modules grafana/typecheck/build $(KERNELS:.c=*.so)

@@ -67,7 +67,8 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes():
 def test_the_build_context_carries_only_what_the_image_needs():
     ignore = open(os.path.join(ROOT, ".dockerignore")).read().split()
     assert ignore[:1] == ["*"] or "*" in ignore  # everything out, then what the Dockerfile copies back
-    copied = re.findall(r"^COPY (.+) \S+$", open(os.path.join(DEPLOY, "Dockerfile")).read(), re.M)
+    # From the context, not from an earlier stage (COPY --from=build).
+    copied = re.findall(r"^COPY (?!--from=)(.+) \S+$", open(os.path.join(DEPLOY, "Dockerfile")).read(), re.M)
     for sources in copied:
         for src in sources.split():
             assert f"!{src}" in ignore, src
@@ -117,3 +118,28 @@ def test_alertmanager_config_checks():
     res = subprocess.run(["amtool", "check-config", os.path.join(ROOT, "prometheus", "alertmanager.yml")],
                          capture_output=True, text=True)
     assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+def test_the_wheel_carries_the_kernel_into_a_fresh_environment(tmp_path):
+    """What the image installs: `make wheel` (the Dockerfile's build stage runs the same build), put
+    into a new virtual environment, reports the C kernel active there."""
+    import glob
+    import sys
+
+    built = subprocess.run(["make", "wheel"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
+    wheel = glob.glob(os.path.join(ROOT, "dist", "orchex-*.whl"))
+    assert len(wheel) == 1
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", wheel[0]],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    version = subprocess.run([str(venv / "bin" / "orchex"), "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert version.stdout.strip() == "orchex 0.1.0 (C kernel: active)", version.stdout + version.stderr
+
+
+def test_the_image_builds_the_wheel_in_a_stage_and_checks_the_kernel():
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    assert re.search(r"(?m)^FROM \S+ AS build$", text) and "COPY --from=build /wheels" in text
+    assert "pip wheel" in text and 'grep -q "C kernel: active"' in text
