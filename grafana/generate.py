@@ -3,8 +3,8 @@ panel gets the same datasource reference, variables, units and descriptions, and
 comes from exporter/policy.py, the file the health model and the alert rules read. Run
 `make dashboards`; a test fails when the committed JSON differs from what this writes.
 
-The routing dashboard replaces the legacy markdown report section by section (the README maps
-them). GPU series carry the `backend` of the exporter that produced them, so simulated data says so."""
+The routing dashboard replaces the legacy markdown report section by section (docs/deploy.md
+maps them). GPU series carry the `backend` of the exporter that produced them, so simulated data says so."""
 
 from __future__ import annotations
 

@@ -110,8 +110,10 @@ def test_alertmanager_inhibits_only_alerts_that_exist():
 
 
 def test_rules_use_only_series_orchex_exports():
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    exported = set(re.findall(r"`(orchex_\w+)`", readme))
+    import glob
+
+    docs = "".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    exported = set(re.findall(r"`(orchex_\w+)`", docs))
     exported |= {n + s for n in list(exported) for s in ("_sum", "_count", "_bucket")}
     for path in RULES:
         for name in set(re.findall(r"(?<![:\w])(orchex_\w+)", open(path).read())):

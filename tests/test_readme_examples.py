@@ -1,7 +1,8 @@
-"""Every `$ orchex ...` line of the README runs as written, against the packaged defaults and the
-files the README names, and prints what the README shows (numbers aside: readings and timings move).
-So the README cannot drift from the code again."""
+"""Every `$ orchex ...` line of the README and of docs/ runs as written, against the packaged defaults
+and the files they name, and prints what they show (numbers aside: readings and timings move). So the
+documentation cannot drift from the code again."""
 
+import glob
 import gzip
 import os
 import re
@@ -15,21 +16,26 @@ import pytest
 from conftest import LEGACY, ROOT, free_port
 
 pytestmark = pytest.mark.timeout(300)
-README = os.path.join(ROOT, "README.md")
+PAGES = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 LONG_RUNNING = ("orchex serve", "orchex gpu-monitor 2", "until Ctrl+C")  # they run until stopped
 
 
 def examples():
-    """(line number, command, [output lines shown]) for each `$ orchex` line in a console block."""
+    """(where, command, [output lines shown]) for each `$ orchex` line in a console block."""
+    return [e for page in PAGES for e in page_examples(page)]
+
+
+def page_examples(page):
+    name = os.path.relpath(page, ROOT)
     out, block = [], False
-    for n, line in enumerate(open(README).read().splitlines(), 1):
+    for n, line in enumerate(open(page).read().splitlines(), 1):
         if line.startswith("```"):
             block = line.strip() == "```console"
             continue
         if not block:
             continue
         if line.startswith("$ "):
-            out.append([n, line[2:], []])
+            out.append([f"{name}:{n}", line[2:], []])
         elif out and out[-1][0] and line.strip() not in ("^C", "..."):
             out[-1][2].append(line)
     return [(n, cmd, shown) for n, cmd, shown in out
@@ -82,14 +88,14 @@ def run(line, ws):
     return proc.returncode, out, stopped
 
 
-@pytest.mark.parametrize("n, cmd, shown", examples(), ids=[f"README:{e[0]}" for e in examples()])
+@pytest.mark.parametrize("n, cmd, shown", examples(), ids=[e[0] for e in examples()])
 def test_readme_example_runs_as_shown(workspace, n, cmd, shown):
     code, out, stopped = run(cmd, workspace)
     assert "Traceback" not in out, out
     said = re.search(r"#.*\bexit (\d)", " ".join([cmd, *shown]))
     expected = int(said.group(1)) if said else 0
     if not stopped:
-        assert code == expected, f"README:{n}: {cmd!r} exited {code}:\n{out}"
+        assert code == expected, f"{n}: {cmd!r} exited {code}:\n{out}"
     else:  # a daemon or monitor: it ran until told to stop, then stopped cleanly
         assert code in (0, 130, -signal.SIGINT), out
     got = [normal(line) for line in out.splitlines()]
@@ -98,10 +104,12 @@ def test_readme_example_runs_as_shown(workspace, n, cmd, shown):
         want = normal(line)
         while at < len(got) and got[at] != want:
             at += 1
-        assert at < len(got), f"README:{n}: {line!r} not printed by {cmd!r}; printed:\n{out}"
+        assert at < len(got), f"{n}: {line!r} not printed by {cmd!r}; printed:\n{out}"
         at += 1
 
 
 def test_every_orchex_line_is_covered():
-    lines = [line for line in open(README).read().splitlines() if re.match(r"\$ (\w+=\S+ )*orchex ", line)]
+    lines = [line for page in PAGES for line in open(page).read().splitlines()
+             if re.match(r"\$ (\w+=\S+ )*orchex ", line)]
     assert len(lines) == len(examples()) >= 12
+    assert any(e[0].startswith("README.md:") for e in examples()) and any(e[0].startswith("docs/") for e in examples())

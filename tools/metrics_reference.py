@@ -1,7 +1,7 @@
-"""Print the README's metric reference, generated from the collectors themselves: every family the
+"""Print the metric reference of docs/metrics.md, generated from the collectors themselves: every family the
 exporter can serve, read from one scrape over the fake NVML (all fields and an XID event), the
-simulated fleet's shape and a sample selection log. `make docs` writes it into README.md; a test
-fails when the README is stale."""
+simulated fleet's shape and a sample selection log. `make docs` writes it into docs/metrics.md; a
+test fails when the page is stale."""
 
 import ctypes
 import os
@@ -69,7 +69,7 @@ def readme_with_table(text):
 
 
 if __name__ == "__main__":
-    path = os.path.join(ROOT, "README.md")
+    path = os.path.join(ROOT, "docs", "metrics.md")
     with open(path) as f:
         text = f.read()
     if "--write" in sys.argv:

@@ -167,7 +167,7 @@ def gpu_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
     info = Family("orchex_gpu", "info", "GPU identity; join on gpu/uuid with group_left.")
     up = Family("orchex_gpu_up", "gauge", "1 when the GPU answered, 0 when it is lost or failing.")
     state = Family("orchex_gpu_health_state", "gauge",
-                   "1 for the GPU's current health state, 0 for the others (see the README's health model).")
+                   "1 for the GPU's current health state, 0 for the others (the health model: docs/metrics.md).")
     per = [Family(n, t, h) for n, t, h, _ in PER_GPU]
     clocks = Family("orchex_gpu_clock_hertz", "gauge", "Current clock by domain (sm, memory, graphics, video).")
     max_clocks = Family("orchex_gpu_max_clock_hertz", "gauge", "Maximum clock by domain.")

@@ -281,9 +281,14 @@ static void chunk_free(chunk *ch) {
 /* Read a chunk of whole lines into a zeroed `ch`: 1 when every row is plainly valid, 0 when any is not (the caller
  * declines), -1 with an exception set when memory runs out. */
 static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fallback_col, int sketch, int by_row) {
-    if (size == 0 || buf[size - 1] != '\n') return 0;
+    if (size == 0 || buf[size - 1] != '\n' || buf[0] == '\n') return 0;
+    /* A blank line is declined here, before anything is allocated per line: a block of them cost more with
+     * the kernel than without it. */
     Py_ssize_t lines = 0;
-    for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + size - q))); q++) lines++;
+    for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + size - q))); q++) {
+        lines++;
+        if (q + 1 < buf + size && q[1] == '\n') return 0;
+    }
     if (lines > INT32_MAX / 4) return 0;
     Py_ssize_t cap = 16;
     while (cap < 2 * lines) cap <<= 1;
