@@ -137,12 +137,18 @@ def test_any_chunking_gives_the_row_by_row_counts(lines, rnd):
     assert chunked.examples == reference.examples[: len(chunked.examples)]
 
 
-def test_fast_path_is_taken_for_plain_rows():
+def test_plain_rows_are_counted_by_the_c_fold_and_others_by_the_python_path():
+    from exporter.selectionlog import tally as tally_module
+
     rows = "".join(f"2026-01-23 08:{i // 60:02d}:{i % 60:02d},code,m{i % 3},true,0.9,{i}.5,{i % 2},{i % 7}\n"
                    for i in range(500))
-    t = Tally()
-    src = Source("f")
-    assert t._fast(rows, src) and t.rows == 500 and src.line == 501
+    t, src = Tally(), Source("f")
+    assert t.add_plain(rows, src) and t.rows == 500 and src.line == 501
+    assert tally_module._kernel is not None
+    quoted = Tally()
+    assert not quoted.add_plain(rows.replace("code", '"code"'), Source("f")) and quoted.rows == 0
+    quoted.add_text(rows.replace("code", '"code"'), Source("f"))
+    assert quoted.rows == 500 and quoted.selections == t.selections
 
 
 def test_random_large_mix_matches(tmp_path):

@@ -1,18 +1,13 @@
 """Aggregate selection-log rows into the counts every report and metric is derived from.
 
-Rows arrive as text chunks of whole lines. A chunk of plain rows (no quotes, blank lines, headers or
-bad rows) takes the fast path: the chunk is split into one flat list of fields, columns are taken
-by slicing, and rows are counted with C-level builtins (str.split, zip, Counter); only distinct
-values are parsed and checked. A chunk where that check finds anything wrong is read again row by
-row, which rejects exactly the bad rows with their file and line. Both paths fold through `_fold`,
-so they cannot disagree (a property test holds them to it).
-
-Where the C extension `_fold` (exporter/selectionlog/_fold.c) is built, it takes the fast path's
-place: one pass in C over the chunk, grouping as `_fold` does, about 20x cheaper a row. For a
-report's tally it adds the groups to the counts itself (`fold`); for the exporter's, which renames,
-budgets and buckets, it returns them and `_fold_groups` does that once a key (`group`). It declines
-(None) anything that is not plainly valid, which then goes the Python way; tests hold its counts and
-sums equal to the Python path's.
+Rows arrive as chunks of whole lines and are counted one of two ways. The C extension `_fold`
+(exporter/selectionlog/_fold.c), where it is built, takes a chunk of plainly valid rows in one pass:
+for a report's tally it adds the groups to the counts itself (`fold`); for the exporter's, which
+renames, budgets and buckets, it returns them and `_fold_groups` does that once a key (`group`). It
+declines (None) anything that is not plainly valid: a header, a quote, a carriage return, a blank
+line, a bad row. The Python path (`_slow`) reads such a chunk row by row, rejects exactly the bad
+rows with their file and line, and folds the rest through `_fold`. tests/test_differential.py holds
+the two to the same counts, sums, rejections and report on generated hostile logs.
 """
 
 from __future__ import annotations
@@ -27,14 +22,8 @@ from typing import Any
 
 from exporter.common.quantile import sketch_indices
 from exporter.selectionlog.rows import (
-    DURATION_LIMIT_MS,
-    GPU,
-    NUMBER,
-    SCORE_LIMIT,
-    TIMESTAMP,
     check,
     fallback_column,
-    fullmatcher,
     is_header,
 )
 
@@ -53,9 +42,6 @@ def kernel_active() -> bool:
 OTHER = "other"
 EXACT_LIMIT = 10_000  # (category, duration) pairs kept exactly before durations are sketched
 # Timestamps joined without separators (each is 19 characters) match this in one C-level pass.
-_timestamps = fullmatcher(f"(?:{TIMESTAMP})*")
-_gpus = fullmatcher(f"(?:(?:{GPU})?,)*")
-_numbers = fullmatcher(f"(?:{NUMBER},)*")  # what float() reads beyond it (other scripts' digits) is refused
 SelectionKey = tuple[str, str, bool, str]  # (category, model, primary, gpu)
 
 
@@ -94,27 +80,6 @@ def _add(into: Any, counts: Any) -> None:
     """into[k] += n for each k, n of counts (Counter.update with a mapping is a Python loop too)."""
     for key, n in counts.items():
         into[key] += n
-
-
-def _columns_ok(cat: Sequence[str], model: Sequence[str], prim: Sequence[str], gpu: Sequence[str],
-                conf: list[float], score: list[float], dur: list[float]) -> bool:
-    """Whether every row of a fast-path chunk is valid, as rows.check() would judge each one."""
-    if not all(cat) or not all(model) or not set(prim) <= {"true", "false"}:
-        return False
-    if not _gpus(",".join(gpu) + ","):
-        return False
-    for values, lo, hi in ((conf, 0.0, 1.0), (score, -SCORE_LIMIT, SCORE_LIMIT), (dur, 0.0, DURATION_LIMIT_MS)):
-        # NaN slips past min() and max(); it makes the sum NaN (as does inf - inf, which the range
-        # check refuses anyway).
-        total = sum(values)
-        if total != total or min(values) < lo or max(values) > hi:
-            return False
-    return True
-
-
-def timestamps_ok(ts: list[str]) -> bool:
-    """Every entry is `YYYY-MM-DD HH:MM:SS`."""
-    return set(map(len, ts)) == {19} and _timestamps("".join(ts))
 
 
 class Tally:
@@ -178,8 +143,7 @@ class Tally:
             text = text[cut:]
             if not text:
                 return
-        # Blank lines and rows of another width change the comma count that _fast checks first.
-        if '"' in text or "\r" in text or not self._fast(text, src):
+        if not self.add_plain(text, src):
             self._slow(text, src)
 
     def reject(self, reason: str, src: Source, line: int) -> None:
@@ -206,35 +170,6 @@ class Tally:
         if got is None:
             return False
         src.line += got[2]
-        return True
-
-    def _fast(self, text: str, src: Source) -> bool:
-        if self.add_plain(text, src):
-            return True
-        lines = text.split("\n")
-        lines.pop()
-        commas = set(map(str.count, lines, repeat(",")))
-        if len(commas) != 1:
-            return False
-        width = commas.pop() + 1
-        if width < 8:
-            return False
-        fields = ",".join(lines).split(",")
-        ts = fields[0::width]
-        if not timestamps_ok(ts):
-            return False  # a header, a bad timestamp: let the row-by-row path say which line
-        cols = [ts] + [fields[i::width] for i in range(1, 8)]
-        fb = fields[src.fallback::width] if width > src.fallback else None
-        if self.since or self.until:
-            lo, hi = self.since or "", self.until or "\uffff"
-            keep = [lo <= t < hi for t in ts]
-            if not all(keep):
-                self.outside += len(keep) - sum(keep)
-                cols = [[v for v, k in zip(col, keep) if k] for col in cols]
-                fb = [v for v, k in zip(fb, keep) if k] if fb is not None else None
-        if cols[0] and not self._fold(cols, fb, check_values=True):
-            return False
-        src.line += len(lines)
         return True
 
     def _plain(self) -> bool:
@@ -290,25 +225,18 @@ class Tally:
             valid.append(fields[:8])
             fallback.append(fields[src.fallback] if len(fields) > src.fallback else None)
         if valid:
-            self._fold(list(zip(*valid)), fallback, check_values=False)
+            self._fold(list(zip(*valid)), fallback)
 
     # -- folding -------------------------------------------------------------------------------------
 
-    def _fold(self, cols: Sequence[Sequence[str]], fallback: Sequence[str | None] | None,
-              check_values: bool) -> bool:
-        """Count rows given as columns; False (nothing counted) when `check_values` finds a bad one.
+    def _fold(self, cols: Sequence[Sequence[str]], fallback: Sequence[str | None] | None) -> None:
+        """Count valid rows given as columns.
 
         The cost is per row and at C level (map, zip, Counter), never per distinct value remembered
         across chunks: a log whose durations and confidences are all different costs what a log of
         a few values costs, and memory holds only what is counted."""
         ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
-        try:
-            cv, sv, dv = _floats(conf), _floats(score), _floats(dur)
-        except ValueError:
-            return False
-        if check_values and not (_numbers(",".join([*conf, *score, *dur, ""]))
-                                 and _columns_ok(cat, model, prim, gpu, cv, sv, dv)):
-            return False
+        cv, sv, dv = _floats(conf), _floats(score), _floats(dur)
         keys = list(zip(cat, model, prim, gpu))
         counts = Counter(keys)
         mapped = self._keys(counts)
@@ -347,7 +275,6 @@ class Tally:
             self.last = hi
         self.rows += len(ts)
         self.version += 1
-        return True
 
     def _fold_groups(self, first: str, last: str, count: int, extended: int, keys: list[Any],
                      row_keys: list[int], row_durations: list[float]) -> None:
