@@ -43,6 +43,18 @@ def exchange(port, data, read_until_close=True):
                 return b"".join(chunks)
 
 
+def drain(c, timeout, tolerate=()):
+    """Everything the server sends on `c` until it closes (or, with `tolerate`, until that is raised)."""
+    c.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := c.recv(65536):
+            data += chunk
+    except tolerate:
+        pass
+    return data
+
+
 def timed_scrape(port):
     started = time.monotonic()
     reply = exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -102,14 +114,7 @@ def test_huge_headers_get_431_and_memory_stays_bounded(serve):
         conns.append(c)
     replies = []
     for c in conns:
-        c.settimeout(10)
-        data = b""
-        try:
-            while chunk := c.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            pass
-        replies.append(data)
+        replies.append(drain(c, 10, ConnectionResetError))
         c.close()
     assert all(r.startswith(b"HTTP/1.1 431 ") for r in replies), replies[0][:80]
     # Each connection buffers at most about two header limits: far below 50 x 32 KiB in total.
@@ -340,13 +345,7 @@ def test_a_get_with_a_body_gets_exactly_one_response(serve, body_framing):
     s = serve("--gpu-backend=simulated")
     with connect(s.port) as c:
         c.sendall(b"GET /-/ready HTTP/1.1\r\nHost: x\r\n" + body_framing)
-        c.settimeout(2)
-        data = b""
-        try:
-            while chunk := c.recv(65536):
-                data += chunk
-        except TimeoutError:
-            pass
+        data = drain(c, 2, TimeoutError)
     assert data.count(b"HTTP/1.1 ") == 1 and b"Ready" in data, data
     no_traceback(s)
 
