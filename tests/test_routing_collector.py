@@ -255,3 +255,20 @@ def test_a_poll_that_raises_fails_the_collector_and_says_why(tmp_path, default_r
         c.collect(0)
     c.follower.patterns = [str(log)]
     assert sel(samples(c)) == 1
+
+
+def test_a_scrape_while_the_reader_catches_up_serves_what_is_counted_at_once(tmp_path, default_registry):
+    log = tmp_path / "sel.csv"
+    log.write_text(row(1))
+    c = RoutingCollector([str(log)], default_registry)
+    assert sel(samples(c)) == 1
+    with c.progress:  # as after a poll that left a large file half read
+        c.behind = True
+        begun = c.begun
+    with open(log, "a") as f:
+        f.write(row(2))
+    assert sel(samples(c)) == 1 and c.begun == begun  # no poll asked for, none waited on
+    with c.progress:
+        c.behind = False
+    assert sel(samples(c)) == 2
+    c.close()

@@ -121,14 +121,20 @@ class RoutingCollector:
         self.closing = True
         self.wake.set()
         self.reader.join(10)
+        if self.reader.is_alive():  # a read that hangs (a dead NFS server): shutdown must not wait on it
+            log.warning("routing: the selection-log reader did not stop within 10 s; its files close at exit")
+            return
         with self.lock:
             self.follower.close()
 
     def collect(self, now: float) -> list[Family]:
         with self.progress:
-            wanted = self.begun + 1  # a poll that begins after this scrape did
-            self.wake.set()
-            self.progress.wait_for(lambda: self.finished >= wanted and not self.behind, READ_WAIT)
+            # While the reader is catching up with a large file, scrapes (they run one at a time)
+            # serve what is counted at once: twenty of them waiting READ_WAIT each would time out.
+            if not self.behind:
+                wanted = self.begun + 1  # a poll that begins after this scrape did
+                self.wake.set()
+                self.progress.wait_for(lambda: self.finished >= wanted and not self.behind, READ_WAIT)
             failure = self.failure
         families = self.built[1]
         if failure is not None:
