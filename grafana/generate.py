@@ -324,6 +324,11 @@ def routing_panels() -> list[Json]:
         panel("Rejected rows by reason", "Selection-log rows rejected per second, by reason.", "cps",
               (f"sum by (reason) (rate(orchex_router_selection_log_parse_errors_total{{{SEL}}}[$__rate_interval]))",
                "{{reason}}")),
+        panel("Unreadable selection logs by reason", "Failed attempts to open or read a file a --selection-log "
+              "pattern matches, per second, by reason (permission, open_files, not_regular, io): what the "
+              "OrchexRouterSelectionLogUnreadable alert watches.", "cps",
+              (f"sum by (instance, reason) (rate(orchex_router_selection_log_errors_total{{{SEL}}}"
+               "[$__rate_interval]))", "{{instance}} {{reason}}")),
     ]
 
 
