@@ -272,3 +272,17 @@ def test_a_scrape_while_the_reader_catches_up_serves_what_is_counted_at_once(tmp
         c.behind = False
     assert sel(samples(c)) == 2
     c.close()
+
+
+def test_a_reload_that_lowers_the_open_file_budget_is_kept_from_the_next_open(tmp_path, default_registry):
+    logs = [tmp_path / f"sel-{i}.csv" for i in range(12)]
+    for i, log in enumerate(logs):
+        log.write_text(row(i))
+    c = RoutingCollector([str(tmp_path / "sel-*.csv")], default_registry, max_open_files=10)
+    assert total_selections(samples(c)) == 12 and held_open(tmp_path) == 10
+    with c.lock:
+        c.follower.max_open = 3  # what reconfigure() sets from selection-log.max-open-files
+    with open(logs[0], "a") as f:
+        f.write(row(0))
+    assert total_selections(samples(c)) == 13 and held_open(tmp_path) <= 3
+    c.close()

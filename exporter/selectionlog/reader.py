@@ -277,9 +277,9 @@ class Follower:
     def _open(self, key: tuple[int, int], followed: _Followed, path: str) -> bool:
         """Open `path` for `followed`, closing the open file that grew least recently when the budget
         is spent; False (and a warning) when it cannot be opened or is no longer that file."""
-        held = [f for f in self.files.values() if f.f is not None]
-        if len(held) >= self.max_open:
-            min(held, key=lambda f: f.last_grew).close()
+        held = sorted((f for f in self.files.values() if f.f is not None), key=lambda f: f.last_grew)
+        for stale in held[:max(0, len(held) - self.max_open + 1)]:  # more than one after a reload lowered it
+            stale.close()
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
