@@ -28,9 +28,9 @@ def families():
     with tempfile.TemporaryDirectory() as tmp:
         scenario = os.path.join(tmp, "scenario.txt")
         # GPU 0 reports every field (so every label appears); GPU 1 fails one call, so the error
-        # counter appears too.
-        fake_nvml.write(scenario, [fake_nvml.gpu(0, fan=40), fake_nvml.gpu(1, **{"fail.nvmlDeviceGetSerial": 4})],
-                        events=[(0, 48)])
+        # counter appears too; GPU 2 is split into MIG instances.
+        fake_nvml.write(scenario, [fake_nvml.gpu(0, fan=40), fake_nvml.gpu(1, **{"fail.nvmlDeviceGetSerial": 4}),
+                                   fake_nvml.seven_1g_10gb(2)], events=[(0, 48)])
         os.environ["FAKE_NVML_SCENARIO"] = scenario
         gpu = GpuCollector(lambda: NvmlBackend(watch_xids=True))
         import time

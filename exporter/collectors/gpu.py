@@ -216,4 +216,25 @@ def gpu_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
             xids.add(s.xid_counts[xid], xlab, "_total")
             xid_last.add(s.xid_last_seen[xid], xlab)
     return [f for f in [info, up, state, *per, clocks, max_clocks, events, ecc, ecc_life, pages, rows, xids,
-                        xid_last] if f.samples]
+                        xid_last, *mig_families(s for s in snaps if s.up)] if f.samples]
+
+
+def mig_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
+    """One series set per MIG instance of the GPUs in MIG mode, built afresh on every reading, so
+    instances destroyed since the last one are gone and new ones appear."""
+    mig = Family("orchex_gpu_mig", "info", "A MIG instance of the GPU: its GPU and compute instance ids, its profile "
+                 "(1g.10gb) and its UUID; instance ids are reused after a reconfiguration, the UUID is not.")
+    used = Family("orchex_gpu_mig_memory_used_bytes", "gauge", "Memory used in the MIG instance.")
+    total = Family("orchex_gpu_mig_memory_total_bytes", "gauge", "Memory of the MIG instance.")
+    for s in snaps:
+        for inst in s.mig_instances:
+            ids = {"gpu_instance": "" if inst.gpu_instance is None else inst.gpu_instance,
+                   "compute_instance": "" if inst.compute_instance is None else inst.compute_instance}
+            mig.add(1, labels(gpu=s.index, uuid=s.uuid, **ids, profile=inst.profile, mig_uuid=inst.uuid), "_info")
+            if "" in ids.values():  # unknown ids would give every instance the same labels: no memory series
+                continue
+            if inst.memory_used is not None:
+                used.add(inst.memory_used, labels(gpu=s.index, uuid=s.uuid, **ids))
+            if inst.memory_total is not None:
+                total.add(inst.memory_total, labels(gpu=s.index, uuid=s.uuid, **ids))
+    return [mig, used, total]

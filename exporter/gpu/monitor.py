@@ -5,7 +5,7 @@ from typing import Any
 
 from exporter.common.csvtext import csv_field
 from exporter.gpu.health import DOWN, FAULT, HEALTHY, STATES
-from exporter.gpu.snapshot import GpuSnapshot
+from exporter.gpu.snapshot import GpuSnapshot, MigInstance
 
 # The legacy header, exactly: existing parsers of gpu_monitor.log keep working.
 LOG_HEADER = ("timestamp,gpu_id,name,utilization_%,memory_used_mb,memory_free_mb,memory_total_mb,"
@@ -55,17 +55,30 @@ def console_line(s: GpuSnapshot, use_colour: bool) -> str:
     status = s.health or "UNKNOWN"
     if use_colour:
         status = f"{colour(s.health)}{status}{RESET}"
-    return f"GPU {s.index}: {s.name or 'unknown'} | Util: {util} | Mem: {mem} | Temp: {temp} | " \
+    line = f"GPU {s.index}: {s.name or 'unknown'} | Util: {util} | Mem: {mem} | Temp: {temp} | " \
            f"Power: {power} | Status: {status}"
+    return "\n".join([line, *map(mig_line, s.mig_instances)])
+
+
+def mig_line(m: MigInstance) -> str:
+    """`  MIG 1g.10gb (GPU instance 7, compute instance 0) | Mem: 512/10240MB (5%)`, under its GPU."""
+    ids = f"GPU instance {'?' if m.gpu_instance is None else m.gpu_instance}, " \
+          f"compute instance {'?' if m.compute_instance is None else m.compute_instance}"
+    mem = "N/A"
+    if m.memory_total:
+        mem = f"{(m.memory_used or 0) // MIB}/{m.memory_total // MIB}MB ({(m.memory_used or 0) / m.memory_total:.0%})"
+    return f"  MIG {m.profile or 'unknown'} ({ids}) | Mem: {mem}"
 
 
 def as_json(s: GpuSnapshot) -> dict[str, Any]:
     """A snapshot as plain JSON-ready values: absent fields are left out."""
     out: dict[str, Any] = {}
     for k, v in vars(s).items():
-        if v is None or v == {} or k == "errors" and not v:
+        if v is None or v == {} or v == [] or k == "errors" and not v:
             continue
-        if k == "ecc_errors":
+        if k == "mig_instances":
+            v = [{a: b for a, b in vars(m).items() if b is not None} for m in v]
+        elif k == "ecc_errors":
             v = {f"{a}_{b}": n for (a, b), n in v.items()}
         elif isinstance(v, dict):
             v = {str(a): b for a, b in v.items()}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pynvml as N
 
-from exporter.gpu.snapshot import GpuSnapshot
+from exporter.gpu.snapshot import GpuSnapshot, MigInstance
 
 CLOCKS = {"graphics": N.NVML_CLOCK_GRAPHICS, "sm": N.NVML_CLOCK_SM, "memory": N.NVML_CLOCK_MEM,
           "video": N.NVML_CLOCK_VIDEO}
@@ -30,6 +30,9 @@ CLOCK_EVENT_REASONS = {
 }
 _LOST = {N.NVML_ERROR_GPU_IS_LOST, N.NVML_ERROR_UNKNOWN}
 MAX_DEVICES = 256  # a count above this is a broken driver (a negative number read as unsigned)
+MAX_MIG_SLOTS = 64  # an A100/H100 has 7; more is a broken answer, not a reason to loop
+# An empty MIG slot answers one of these: the slot is skipped, not counted as an error.
+EMPTY_MIG_SLOT = (N.NVML_ERROR_NOT_SUPPORTED, N.NVML_ERROR_NOT_FOUND, N.NVML_ERROR_INVALID_ARGUMENT)
 XID_RESTART_SECONDS = 60.0
 
 log = logging.getLogger("orchex")
@@ -164,9 +167,9 @@ class NvmlBackend:
         return self._versioned(snap, function, fn, args=args)
 
     def _versioned(self, snap: GpuSnapshot, function: str, *fns: Callable[..., Any],
-                   args: tuple[Any, ...] = ()) -> Any:
+                   args: tuple[Any, ...] = (), absent: tuple[int, ...] = (N.NVML_ERROR_NOT_SUPPORTED,)) -> Any:
         """The first of fns (newest version first) that the driver has, called with args; None when
-        the field is absent (NOT_SUPPORTED, or an error counted here); _Lost when the GPU is gone."""
+        the field is absent (an `absent` code, or an error counted here); _Lost when the GPU is gone."""
         for i, fn in enumerate(fns):
             try:
                 return fn(*args)
@@ -175,7 +178,7 @@ class NvmlBackend:
                     continue  # an older driver: try the older version
                 code = _exception_code(e)
             except N.NVMLError as e:
-                if e.value == N.NVML_ERROR_NOT_SUPPORTED:
+                if e.value in absent:
                     return None
                 code = error_name(e.value)
                 if e.value in _LOST:
@@ -260,9 +263,12 @@ class NvmlBackend:
         mig = c(s, "nvmlDeviceGetMigMode", N.nvmlDeviceGetMigMode, h)
         s.mig_mode = bool(mig[0]) if mig is not None else None
 
-        util = c(s, "nvmlDeviceGetUtilizationRates", N.nvmlDeviceGetUtilizationRates, h)
-        if util is not None:
-            s.utilization, s.memory_utilization = util.gpu / 100.0, util.memory / 100.0
+        if s.mig_mode:  # the driver does not support device utilisation under MIG: never read it as 0
+            s.mig_instances = self._read_mig(s, h)
+        else:
+            util = c(s, "nvmlDeviceGetUtilizationRates", N.nvmlDeviceGetUtilizationRates, h)
+            if util is not None:
+                s.utilization, s.memory_utilization = util.gpu / 100.0, util.memory / 100.0
         enc = c(s, "nvmlDeviceGetEncoderUtilization", N.nvmlDeviceGetEncoderUtilization, h)
         s.encoder_utilization = enc[0] / 100.0 if enc is not None else None
         dec = c(s, "nvmlDeviceGetDecoderUtilization", N.nvmlDeviceGetDecoderUtilization, h)
@@ -328,6 +334,31 @@ class NvmlBackend:
         procs = self._versioned(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses_v3,
                                 N.nvmlDeviceGetComputeRunningProcesses_v2, args=(h,))
         s.compute_processes = len(procs) if procs is not None else None
+
+    def _read_mig(self, s: GpuSnapshot, h: Any) -> list[MigInstance]:
+        """The GPU's MIG instances, read afresh each time: instances are destroyed and created while
+        orchex runs, and the driver reuses their ids. Slots are sparse: an empty one is skipped."""
+        c = self._call
+        slots = c(s, "nvmlDeviceGetMaxMigDeviceCount", N.nvmlDeviceGetMaxMigDeviceCount, h) or 0
+        out = []
+        for i in range(min(slots, MAX_MIG_SLOTS)):
+            m = self._versioned(s, "nvmlDeviceGetMigDeviceHandleByIndex", N.nvmlDeviceGetMigDeviceHandleByIndex,
+                                args=(h, i), absent=EMPTY_MIG_SLOT)
+            if m is None:
+                continue
+            uuid = _text(c(s, "nvmlDeviceGetUUID", N.nvmlDeviceGetUUID, m))
+            if not uuid:
+                continue  # an instance without its identity cannot be told from its successor
+            name = _text(c(s, "nvmlDeviceGetName", N.nvmlDeviceGetName, m)) or ""
+            inst = MigInstance(uuid=uuid, profile=name.partition("MIG ")[2],
+                               gpu_instance=c(s, "nvmlDeviceGetGpuInstanceId", N.nvmlDeviceGetGpuInstanceId, m),
+                               compute_instance=c(s, "nvmlDeviceGetComputeInstanceId",
+                                                  N.nvmlDeviceGetComputeInstanceId, m))
+            mem = c(s, "nvmlDeviceGetMemoryInfo", N.nvmlDeviceGetMemoryInfo, m)
+            if mem is not None:
+                inst.memory_used, inst.memory_total = mem.used, mem.total
+            out.append(inst)
+        return out
 
     def _watch_xids(self) -> None:
         """Wait on an NVML event set for XID events; per GPU and XID keep a count and the last time.

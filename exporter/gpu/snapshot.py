@@ -5,6 +5,18 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class MigInstance:
+    """One MIG instance of a GPU, known by its UUID: the driver reuses instance ids."""
+
+    uuid: str
+    gpu_instance: int | None = None
+    compute_instance: int | None = None
+    profile: str = ""  # 1g.10gb, 3g.40gb: what nvmlDeviceGetName says after "MIG "
+    memory_used: int | None = None  # bytes
+    memory_total: int | None = None
+
+
+@dataclass
 class GpuSnapshot:
     index: int
     uuid: str = ""
@@ -16,6 +28,7 @@ class GpuSnapshot:
     vbios_version: str | None = None
     serial: str | None = None
     mig_mode: bool | None = None
+    mig_instances: list[MigInstance] = field(default_factory=list)  # in MIG mode; utilisation is then None
     utilization: float | None = None  # ratios 0..1
     memory_utilization: float | None = None  # memory interface busy, not memory used
     encoder_utilization: float | None = None

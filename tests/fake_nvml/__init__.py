@@ -59,3 +59,26 @@ def write(path, gpus, events=(), **top):
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
+
+
+GIB = 1 << 30
+
+
+def mig(gpu_dict, instances, generation=0):
+    """`gpu_dict` in MIG mode with `instances`: a list of (slot, profile, gi, ci, used bytes) in its 7
+    slots; the slots left out are empty. Memory per instance follows the profile (10gb: 10 GiB). Each
+    `generation` of instances has UUIDs of its own, as instances created again have."""
+    g = dict(gpu_dict, mig_mode=1, mig_max=7)
+    for slot, profile, gi, ci, used in instances:
+        g.update({f"mig.{slot}.uuid": f"MIG-{generation:04d}{slot:04d}-{gi:04d}-4000-8000-{ci:012d}",
+                  f"mig.{slot}.name": f"{g['name']} MIG {profile}", f"mig.{slot}.gi": gi, f"mig.{slot}.ci": ci,
+                  f"mig.{slot}.memory_total": int(profile.split(".")[1].removesuffix("gb")) * GIB,
+                  f"mig.{slot}.memory_used": used})
+    return g
+
+
+def seven_1g_10gb(index=0, **over):
+    """An H100 80GB split into seven 1g.10gb instances (GPU instances 7 to 13), 1 GiB used in each
+    but the first, which uses 512 MiB."""
+    used = [512 << 20] + [GIB] * 6
+    return mig(gpu(index, **over), [(slot, "1g.10gb", 7 + slot, 0, used[slot]) for slot in range(7)])

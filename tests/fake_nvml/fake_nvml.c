@@ -9,6 +9,9 @@
  *   gpu.0.fail.nvmlDeviceGetPowerUsage=999      that call on that GPU returns the code
  *   gpu.1.lost=1                                every call on GPU 1 returns GPU_IS_LOST
  *   event.0=1:79                                an XID event (GPU 1, XID 79), delivered once, in order
+ *   gpu.0.mig_max=7  gpu.0.mig.2.uuid=MIG-...  gpu.0.mig.2.name=... MIG 1g.10gb  gpu.0.mig.2.gi=9
+ *   gpu.0.mig.2.ci=0  gpu.0.mig.2.memory_total=...  gpu.0.mig.2.memory_used=...
+ *                                               a MIG instance in slot 2; a slot without a uuid is empty
  * The file is re-read whenever its size or mtime changes, so a test can change a GPU between reads. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +35,12 @@ enum { OK = 0, UNINIT = 1, INVALID = 2, NOT_SUPPORTED = 3, INSUFFICIENT_SIZE = 7
 #define MAXKV 4096
 #define MAXEV 256
 
-typedef struct { int index; } device_t;
+#define MAXMIG 8
+typedef struct { int index, mig; } device_t; /* mig: the instance's slot, -1 for a whole GPU */
 static device_t devices[MAXGPU];
+#ifndef OLD_DRIVER
+static device_t mig_devices[MAXGPU][MAXMIG];
+#endif
 /* Readers take `cur` once; a reload builds a new table and swaps the pointer. Old tables are never
  * freed: the XID thread may still be reading one, and a test reloads only a few times. */
 typedef struct { int n; char *k[MAXKV], *v[MAXKV]; } table_t;
@@ -78,6 +85,30 @@ static const char *gget(int gpu, const char *key) {
     char k[256];
     snprintf(k, sizeof k, "gpu.%d.%s", gpu, key);
     return get(k);
+}
+
+/* A field of what the handle names: the GPU's own, or its MIG instance's (gpu.N.mig.SLOT.key). */
+static const char *hget(void *h, const char *key) {
+    const device_t *d = h;
+    if (d->mig < 0) return gget(d->index, key);
+    char k[160];
+    snprintf(k, sizeof k, "mig.%d.%s", d->mig, key);
+    return gget(d->index, k);
+}
+
+static nvmlReturn_t hstr(void *h, const char *key, char *buf, unsigned int len) {
+    const char *v = hget(h, key);
+    if (!v) return NOT_SUPPORTED;
+    if (strlen(v) + 1 > len) return INSUFFICIENT_SIZE;
+    strcpy(buf, v);
+    return OK;
+}
+
+static nvmlReturn_t hull(void *h, const char *key, unsigned long long *out) {
+    const char *v = hget(h, key);
+    if (!v) return NOT_SUPPORTED;
+    *out = strtoull(v, NULL, 10);
+    return OK;
 }
 
 static int gpu_count(void) {
@@ -181,12 +212,42 @@ nvmlReturn_t V(nvmlDeviceGetHandleByIndex, _v2)(unsigned int i, void **h) {
     pthread_mutex_unlock(&mu);
     if ((int)i >= gpu_count() || i >= MAXGPU) return INVALID;
     devices[i].index = (int)i;
+    devices[i].mig = -1;
     *h = &devices[i];
     return check(&devices[i], "nvmlDeviceGetHandleByIndex");
 }
 nvmlReturn_t nvmlDeviceGetIndex(void *h, unsigned int *i) { PRE(h) *i = g; return OK; }
-nvmlReturn_t nvmlDeviceGetName(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "name", b, n); }
-nvmlReturn_t nvmlDeviceGetUUID(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "uuid", b, n); }
+nvmlReturn_t nvmlDeviceGetName(void *h, char *b, unsigned int n) { PRE(h) (void)g; return hstr(h, "name", b, n); }
+nvmlReturn_t nvmlDeviceGetUUID(void *h, char *b, unsigned int n) { PRE(h) (void)g; return hstr(h, "uuid", b, n); }
+
+#ifndef OLD_DRIVER /* drivers before MIG (R450) have none of these */
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(void *h, unsigned int *n) {
+    PRE(h)
+    if (((device_t *)h)->mig >= 0) return INVALID;
+    return uint_field(g, "mig_max", n);
+}
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(void *h, unsigned int i, void **mig) {
+    PRE(h)
+    unsigned int max;
+    if (((device_t *)h)->mig >= 0 || uint_field(g, "mig_max", &max) || i >= max || i >= MAXMIG) return INVALID;
+    char k[64];
+    snprintf(k, sizeof k, "mig.%u.uuid", i);
+    if (!gget(g, k)) return 6; /* NOT_FOUND: an empty slot */
+    mig_devices[g][i].index = g;
+    mig_devices[g][i].mig = (int)i;
+    *mig = &mig_devices[g][i];
+    return OK;
+}
+static nvmlReturn_t instance_id(void *h, const char *key, unsigned int *id) {
+    if (((device_t *)h)->mig < 0) return INVALID;
+    const char *v = hget(h, key);
+    if (!v) return NOT_SUPPORTED;
+    *id = (unsigned int)strtoul(v, NULL, 10);
+    return OK;
+}
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(void *h, unsigned int *id) { PRE(h) (void)g; return instance_id(h, "gi", id); }
+nvmlReturn_t nvmlDeviceGetComputeInstanceId(void *h, unsigned int *id) { PRE(h) (void)g; return instance_id(h, "ci", id); }
+#endif
 nvmlReturn_t nvmlDeviceGetSerial(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "serial", b, n); }
 nvmlReturn_t nvmlDeviceGetVbiosVersion(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "vbios", b, n); }
 
@@ -224,9 +285,9 @@ nvmlReturn_t nvmlDeviceGetDecoderUtilization(void *h, unsigned int *u, unsigned 
 typedef struct { unsigned long long total, free, used; } mem_t;
 typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } mem2_t;
 nvmlReturn_t nvmlDeviceGetMemoryInfo(void *h, mem_t *m) {
-    PRE(h)
-    nvmlReturn_t r = ull_field(g, "memory_total", &m->total);
-    if (!r) r = ull_field(g, "memory_used", &m->used);
+    PRE(h) (void)g;
+    nvmlReturn_t r = hull(h, "memory_total", &m->total);
+    if (!r) r = hull(h, "memory_used", &m->used);
     if (!r) m->free = m->total - m->used;
     return r;
 }
@@ -359,6 +420,7 @@ nvmlReturn_t V(nvmlEventSetWait, _v2)(void *set, event_t *data, unsigned int tim
         pthread_mutex_unlock(&mu);
         if (gpu >= 0 && gpu < MAXGPU && registered[gpu]) {
             devices[gpu].index = gpu;
+            devices[gpu].mig = -1;
             data->device = &devices[gpu];
             data->eventType = 0x8;
             data->eventData = (unsigned long long)xid;
