@@ -109,6 +109,13 @@ def gpu_alerts(p: Policy) -> list[Alert]:
               p.memory_pressure_ratio, "warning",
               f"{on_gpu} has used over {number(p.memory_pressure_ratio * 100)} % of its memory for 15 minutes.",
               "New models cannot be placed on it; the selector will pick other GPUs or fall back.", "15m"),
+        Alert("OrchexGpuMigMemoryPressure",
+              lambda t: f"orchex_gpu_mig_memory_used_bytes / (orchex_gpu_mig_memory_total_bytes > 0) > {t}",
+              p.memory_pressure_ratio, "warning",
+              "MIG instance {{ $labels.gpu_instance }} of GPU {{ $labels.gpu }} on {{ $labels.instance }} has used "
+              f"over {number(p.memory_pressure_ratio * 100)} % of its memory for 15 minutes.",
+              "The model server in that instance is close to running out of memory; the GPU's other instances "
+              "cannot lend it theirs. Give it a larger profile or a smaller model.", "15m"),
     ]
 
 
