@@ -191,6 +191,18 @@ def gpu_dashboard() -> Json:
         panel("Clock-event reasons", "Throttle reasons holding the clocks down, by name.", "none",
               (tagged(f"(orchex_gpu_clock_event_active{{{GPU}}} == 1)"),
                "{{instance}} GPU {{gpu}} {{reason}} ({{backend}})")),
+        row("MIG instances"),
+        panel("MIG memory used", f"Memory used in each MIG instance as a share of the instance's own memory; dashed "
+              f"at {p.memory_pressure_ratio:.0%}, the OrchexGpuMigMemoryPressure alert. An instance cannot borrow "
+              "from the GPU's other instances.", "percentunit",
+              (tagged(f"(orchex_gpu_mig_memory_used_bytes{{{GPU}}} / (orchex_gpu_mig_memory_total_bytes{{{GPU}}}"
+                      " > 0))"), "{{instance}} GPU {{gpu}} instance {{gpu_instance}} ({{backend}})"),
+              thresholds=steps((None, "green"), (p.memory_pressure_ratio, "red")), line=True),
+        panel("MIG instance inventory", "Each MIG instance: its GPU, GPU and compute instance ids, profile and UUID, "
+              "with its memory.", "bytes",
+              (tagged(f"orchex_gpu_mig_memory_total_bytes{{{GPU}}} * on (job, instance, gpu, uuid, gpu_instance, "
+                      f"compute_instance) group_left (profile, mig_uuid) orchex_gpu_mig_info{{{GPU}}}"), ""),
+              kind="table", instant=True),
         row("Errors and repairs"),
         panel("XID events since the exporter started", "XID events per GPU and code, as counted; a step up is an "
               "event. Independent of the zoom level.", "none",

@@ -20,10 +20,11 @@ XIDS = [(1, 48), (0, 94), (0, 13), (1, 48)]
 def stack(tmp_path_factory, fake_nvml_dir):
     folder = tmp_path_factory.mktemp("live")
     scenario = str(folder / "scenario.txt")
-    # GPU 1 reads power N/A, and its performance state answers NO_PERMISSION: an NVML error
+    # GPU 1 reads power N/A, and its performance state answers NO_PERMISSION: an NVML error; GPU 2 is
+    # split into seven MIG instances.
     fake_nvml.write(scenario, [fake_nvml.gpu(0), fake_nvml.gpu(1, power_mw=None, temperature=88,
-                                                               **{"fail.nvmlDeviceGetPerformanceState": 4})],
-                    events=XIDS)
+                                                               **{"fail.nvmlDeviceGetPerformanceState": 4}),
+                               fake_nvml.seven_1g_10gb(2)], events=XIDS)
     log = folder / "sel.csv"
     log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read() + "not a row\n")
     nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}"], fake_env(fake_nvml_dir, scenario))
@@ -52,9 +53,13 @@ def test_gpu_series_arrive_with_values_and_labels(stack):
     up = prom.wait_for('up{job=~"orchex_.*"}', lambda r: len(r) == 2 and all(x["value"][1] == "1" for x in r))
     assert len(up) == 2
     power = prom.wait_for('orchex_gpu_power_watts{job="orchex_nvml"}')
-    assert by(power, "gpu") == {"0": 150.0}  # GPU 1 reads power N/A: no series at all
-    temp = by(prom.wait_for('orchex_gpu_temperature_celsius{job="orchex_nvml"}', lambda r: len(r) == 2), "gpu")
-    assert temp == {"0": 40.0, "1": 88.0}
+    assert by(power, "gpu") == {"0": 150.0, "2": 150.0}  # GPU 1 reads power N/A: no series at all
+    temp = by(prom.wait_for('orchex_gpu_temperature_celsius{job="orchex_nvml"}', lambda r: len(r) == 3), "gpu")
+    assert temp == {"0": 40.0, "1": 88.0, "2": 40.0}
+    mig = prom.wait_for('orchex_gpu_mig_info{job="orchex_nvml"}', lambda r: len(r) == 7)
+    assert {(r["metric"]["gpu"], r["metric"]["profile"]) for r in mig} == {("2", "1g.10gb")}
+    assert by(prom.wait_for('orchex_gpu_utilization_ratio{job="orchex_nvml"}', lambda r: len(r) == 2), "gpu") \
+        == {"0": 0.45, "1": 0.45}  # none for the MIG GPU
     hot = prom.wait_for('orchex_gpu_health_state{job="orchex_nvml",state=~"HOT|FAULT"} == 1')
     assert by(hot, "state") == {"FAULT": 1.0}  # XID 48 outranks the temperature
     xid = prom.wait_for('orchex_gpu_xid_errors_total{job="orchex_nvml"}', lambda r: len(r) == 3)
@@ -114,7 +119,7 @@ def test_recording_rules_evaluate_on_real_series(stack):
     assert 1 <= float(healthy[0]["value"][1]) <= 4
     assert prom.wait_for('category_model:orchex_router_selections:rate5m{job="orchex_sim"}', lambda r: len(r) == 2)
     power = prom.wait_for('instance:orchex_gpu_power_watts:sum{job="orchex_nvml"}')
-    assert float(power[0]["value"][1]) == 150.0  # GPU 1 reports no power: a sum of what exists
+    assert float(power[0]["value"][1]) == 300.0  # GPUs 0 and 2; GPU 1 reports no power: a sum of what exists
 
 
 def test_dashboard_queries_return_data(stack):
