@@ -1,6 +1,8 @@
 """Time to read one full snapshot of 8 GPUs: through pynvml on the fake libnvidia-ml.so.1 (our own
-overhead per scrape: the fake answers at once) and from the simulated backend.
-Target: under 1 ms per GPU through pynvml. On a machine with a real GPU, `--real` reads it instead."""
+overhead per scrape: the fake answers at once) and from the simulated backend; and the cost at
+density, 8 GPUs each split into seven MIG instances beside 8 whole ones (issue 24).
+Targets: under 1 ms per GPU through pynvml; collection + render for 8 x 7 MIG instances under 10 ms,
+RSS under 50 MB. On a machine with a real GPU, `--real` reads it instead."""
 
 import ctypes
 import os
@@ -36,6 +38,8 @@ def main(tmp, real=False):
         print(f"nvml      {n_gpus} GPUs  snapshot median {s['median_s'] * 1e3:6.3f} ms  p99 "
               f"{s['p99_s'] * 1e3:6.3f} ms  per GPU {per_gpu * 1e3:6.3f} ms  target 1 ms  {s['verdict']}"
               f"  ({s['library']})")
+    if not real:
+        out["density"] = density(scenario)
     fleet = tmp / "fleet8.yaml"
     fleet.write_text("gpus:\n" + "".join("  - {name: NVIDIA H100 80GB HBM3, memory_total: 80GiB}\n"
                                          for _ in range(8)))
@@ -47,6 +51,47 @@ def main(tmp, real=False):
           f"  per GPU {s['per_gpu_median_s'] * 1e3:6.3f} ms")
     out["reference"] = "legacy: one nvidia-smi spawn per reading (claimed 3.5 ms per query; target 1 ms)"
     return save("gpu_read_real" if real else "gpu_read", {"results": out})
+
+
+def density(scenario):
+    """An 8-GPU host with every GPU in MIG mode, seven 1g.10gb instances each, beside 8 whole GPUs:
+    one collection (the gpu collector's NVML pass and its families), rendering them, the body's size,
+    and this process's resident memory (the collector runs in it, as in orchex serve)."""
+    import time
+
+    import fake_nvml
+    from exporter.collectors.gpu import GpuCollector
+    from exporter.exposition import render
+    from exporter.gpu.nvml import NvmlBackend
+    from perf.common import rss_mb
+
+    out = {}
+    for name, gpus in (("plain_8", [fake_nvml.gpu(i) for i in range(8)]),
+                       ("mig_8x7", [fake_nvml.seven_1g_10gb(i) for i in range(8)])):
+        fake_nvml.write(scenario, gpus)
+        collector = GpuCollector(lambda: NvmlBackend(watch_xids=False))
+        times = []
+        for _ in range(101):
+            collector.shared = (0.0, None)  # no reading to share: each one reads NVML, as scrapes 15 s apart do
+            started = time.perf_counter()
+            families = collector.collect(time.time())
+            times.append(time.perf_counter() - started)
+        body = render(families)
+        out[name] = {"collect": summary(times[1:]), "render": summary(timed(lambda f=families: render(f), 100, 1)),
+                     "body_bytes": len(body), "mig_series": body.count("orchex_gpu_mig_"),
+                     "rss_mb": round(rss_mb(os.getpid()), 1)}
+        collector.close()
+        r = out[name]
+        print(f"density {name:8} collect median {r['collect']['median_s'] * 1e3:5.2f} ms, render median "
+              f"{r['render']['median_s'] * 1e3:5.2f} ms, /metrics {r['body_bytes'] / 1024:.0f} KiB, "
+              f"RSS {r['rss_mb']} MB")
+    m = out["mig_8x7"]
+    total = m["collect"]["median_s"] + m["render"]["median_s"]
+    out["verdicts"] = {"mig_8x7_collect_and_render_10ms": verdict(total, 0.010), "rss_50mb": verdict(m["rss_mb"], 50)}
+    print(f"density 8 x 7 MIG instances: collection + render {total * 1e3:.2f} ms (target 10 ms "
+          f"{out['verdicts']['mig_8x7_collect_and_render_10ms']}), RSS {m['rss_mb']} MB (target 50 MB "
+          f"{out['verdicts']['rss_50mb']}); processes are not read yet (issue 24, item 2)")
+    return out
 
 
 if __name__ == "__main__":  # on a GPU host: python -m perf.gpu_read --real
