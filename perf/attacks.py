@@ -13,6 +13,7 @@ import time
 
 import bcrypt
 
+from exporter.commands.serve import more_descriptors
 from perf.common import ROOT, nearest_rank_sorted, rss_mb, save, verdict
 from perf.daemon import free_port
 
@@ -80,11 +81,6 @@ def ready(t):
     return t
 
 
-def more_descriptors():
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def held_connections(t, n, handshake=False):

@@ -11,6 +11,7 @@ import pytest
 
 from delayproxy import DelayProxy
 from exporter import httpserver
+from exporter.commands.serve import more_descriptors
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -245,17 +246,10 @@ def test_300_silent_tls_connections_add_under_30_mb(serve, tmp_path):
             c.close()
 
 
-def more_descriptors(n):
-    """Raise this process's soft open-file limit to at least n, for tests that hold many sockets."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
 
 
 def test_1024_idle_keep_alive_connections_do_not_lock_out_a_scrape(serve):
-    more_descriptors(4096)
+    more_descriptors()  # this process holds the clients' ends
     s = serve("--gpu-backend=simulated")
     idle = []
     try:
@@ -275,7 +269,7 @@ def test_1024_idle_keep_alive_connections_do_not_lock_out_a_scrape(serve):
 def test_wrong_passwords_do_not_starve_a_legitimate_scrape(serve, tmp_path):
     import threading
 
-    more_descriptors(4096)
+    more_descriptors()  # this process holds the clients' ends
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode()
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prom: {hashed}\n")

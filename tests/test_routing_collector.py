@@ -286,3 +286,17 @@ def test_a_reload_that_lowers_the_open_file_budget_is_kept_from_the_next_open(tm
         f.write(row(0))
     assert total_selections(samples(c)) == 13 and held_open(tmp_path) <= 3
     c.close()
+
+
+def test_a_reload_keeps_serving_the_families_until_the_reader_rebuilds_them(tmp_path, default_registry):
+    from exporter import serveconfig
+
+    log = tmp_path / "sel.csv"
+    log.write_text(row(1))
+    c = RoutingCollector([str(log)], default_registry)
+    assert sel(samples(c)) == 1
+    with c.progress:  # the reader busy elsewhere: the scrape will not wait for it
+        c.behind = True
+    c.reconfigure(serveconfig.load({"selection-log": [str(log)]}, None), default_registry)
+    assert sel(samples(c)) == 1  # not an empty scrape: every routing series would seem to vanish
+    c.close()

@@ -114,7 +114,7 @@ class RoutingCollector:
             self.follower.patterns = list(settings["selection-log"])
             self.follower.max_open = settings["selection-log.max-open-files"]
             self.pairs = [(cid, e.model.name) for cid, entries in registry.candidates.items() for e in entries]
-            self.built = (None, [])
+            self.built = (None, self.built[1])  # rebuilt by the next poll; served as they are until then
         self.wake.set()
 
     def close(self) -> None:

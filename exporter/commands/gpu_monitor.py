@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from exporter.errors import RunFailed
+from exporter.errors import RunFailed, UsageError
 from exporter.gpu.backends import NAMES as BACKENDS
 
 
@@ -44,7 +44,6 @@ class RowLog:
     disk) is cut back to the row before, so the file never ends in a partial row."""
 
     def __init__(self, path: str) -> None:
-        from exporter.errors import UsageError
         from exporter.gpu.monitor import LOG_HEADER
 
         self.path = path
