@@ -18,7 +18,7 @@ from exporter.routing import registry
 from exporter.routing.registry import Registry
 from exporter.webconfig import WebConfig
 
-COLLECTORS = ("gpu", "routing", "process")  # each a module of exporter/collectors/
+COLLECTORS = ("gpu", "gpu-processes", "routing", "process")  # each a module of exporter/collectors/
 DEFAULTS: dict[str, Any] = {
     "web.listen-address": ":9847",
     "web.telemetry-path": "/metrics",
@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "selection-log.max-open-files": 256,
     "routing.max-label-values": 100,
     "routing.max-series": 10_000,
+    "gpu-processes.max-per-gpu": 16,
     "log.level": "info",
     **{f"collector.{name}": True for name in COLLECTORS},
     # The health model's thresholds (exporter/gpu/health.py), from the policy the alerts share.
@@ -123,6 +124,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "routing.max-label-values": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000
     else "must be a positive integer up to 100,000",
     "routing.max-series": _whole(100, 1_000_000),
+    "gpu-processes.max-per-gpu": _whole(1, 1_000),
     "log.level": _one_of(LEVELS),
     **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
        for name in COLLECTORS},
@@ -163,6 +165,6 @@ def load(flags: dict[str, Any], config_path: str | None) -> Settings:
     for key, v in flags.items():
         if v is not None and v != []:
             values[key] = _check(key, v, f"--{key}")
-    if values["collector.gpu"] and values["gpu-backend"] != "nvml":
+    if values["gpu-backend"] != "nvml":
         load_fleet(values["fleet"])  # a bad fleet is refused now, not found by a later scrape
     return Settings(values, registry.load(values["registry"]), webconfig.load(values["web.config.file"]))

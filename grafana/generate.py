@@ -203,6 +203,19 @@ def gpu_dashboard() -> Json:
               (tagged(f"orchex_gpu_mig_memory_total_bytes{{{GPU}}} * on (job, instance, gpu, uuid, gpu_instance, "
                       f"compute_instance) group_left (profile, mig_uuid) orchex_gpu_mig_info{{{GPU}}}"), ""),
               kind="table", instant=True),
+        row("Processes"),
+        panel("Top processes by GPU memory", "The ten processes holding the most GPU memory (MIG: in their GPU "
+              "instance). Past --gpu-processes.max-per-gpu per GPU, the rest are summed as pid \"other\". An empty "
+              "command means orchex cannot see host PIDs (hostPID: docs/deploy.md).", "bytes",
+              (f"topk(10, {tagged(f'orchex_gpu_process_memory_used_bytes{{{GPU}}}')})",
+               "{{instance}} GPU {{gpu}} {{command}} {{pid}} ({{backend}})")),
+        panel("Process SM utilization", "Share of the GPU's SM time each process used since the previous "
+              "reading, the ten busiest. The driver has no per-process utilisation under MIG.", "percentunit",
+              (f"topk(10, {tagged(f'orchex_gpu_process_sm_utilization_ratio{{{GPU}}}')})",
+               "{{instance}} GPU {{gpu}} {{command}} {{pid}} ({{backend}})")),
+        panel("Processes per GPU", "Compute processes on each GPU, and how many of them orchex could not name.",
+              "none", (tagged(f"orchex_gpu_compute_processes{{{GPU}}}"), "{{instance}} GPU {{gpu}} ({{backend}})"),
+              (tagged(f"orchex_gpu_processes_unresolved{{{GPU}}}"), "{{instance}} GPU {{gpu}} unnamed ({{backend}})")),
         row("Errors and repairs"),
         panel("XID events since the exporter started", "XID events per GPU and code, as counted; a step up is an "
               "event. Independent of the zoom level.", "none",

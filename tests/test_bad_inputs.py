@@ -387,6 +387,8 @@ SERVE_VALUES = {
     "gpu-backend": ["quantum", "5"],
     "routing.max-label-values": ["0", "-1", "1.5", "true", "1000000000"],
     "routing.max-series": ["0", "99", "10000000", "lots"],
+    "gpu-processes.max-per-gpu": ["0", "1001", "2.5", "true"],
+    "collector.gpu-processes": ["maybe"],
     "log.level": ["loud", "5"],
     "collector.gpu": ["maybe", "1"],
     "health.temperature-celsius": [".nan", ".inf", "-5", "0", "1000"],
@@ -422,11 +424,14 @@ SERVE = (
                     ("health.temperature-celsius", "nan"), ("health.utilization-ratio", "inf"),
                     ("health.power-ratio", "-1"), ("health.xid-window-seconds", "nan"),
                     ("health.critical-xids", "a,b"), ("routing.max-label-values", "0"),
-                    ("routing.max-series", "5"), ("gpu-backend", "quantum"), ("log.level", "loud"),
+                    ("routing.max-series", "5"), ("gpu-processes.max-per-gpu", "0"), ("gpu-backend", "quantum"),
+                    ("log.level", "loud"),
                     ("registry", ""), ("fleet", "")]]
     + [Case("serve registry FIFO", ["serve", "--registry", "{reg}"], {"reg": b"@fifo"}, where="{reg}"),
        Case("serve fleet bad", ["serve", "--gpu-backend", "simulated", "--fleet", "{fleet}"],
             {"fleet": b"seed: abc\ngpus: [{name: x}]\n"}, where="{fleet}:"),
+       Case("serve fleet MIG past 7 slices", ["serve", "--gpu-backend", "simulated", "--fleet", "{fleet}"],
+            {"fleet": b"gpus:\n  - name: x\n    mig: [4g.40gb, 4g.40gb]\n"}, where="{fleet}:3"),
        Case("serve config is a FIFO", ["serve", "--config", "{cfg}"], {"cfg": b"@fifo"}, where="{cfg}")]
 )
 

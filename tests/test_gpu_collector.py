@@ -12,6 +12,7 @@ from exporter.collectors.gpu import GpuCollector
 from exporter.collectors.scrape import Scraper
 from exporter.exposition import Family, labels, render
 from exporter.gpu.nvml import NvmlBackend
+from exporter.gpu.reading import SharedReading
 from fake_nvml import gpu
 
 
@@ -34,7 +35,7 @@ def g(i, **extra):
 
 def test_gpu_families_in_base_units(scenario):
     scenario([gpu(0), gpu(1, power_mw=None, fan=55)], events=[(1, 79)])
-    c = GpuCollector(NvmlBackend)
+    c = GpuCollector(SharedReading(NvmlBackend))
     try:
         import time
 
@@ -69,7 +70,7 @@ def test_gpu_families_in_base_units(scenario):
 
 def test_lost_gpu_is_down_and_keeps_only_identity(scenario):
     scenario([gpu(0), gpu(1, **{"fail.nvmlDeviceGetTemperature": 15})])
-    c = GpuCollector(NvmlBackend)
+    c = GpuCollector(SharedReading(NvmlBackend))
     v = values(c.collect(0))
     c.close()
     assert v[("orchex_gpu_up", g(1))] == 0 and v[("orchex_gpu_up", g(0))] == 1
@@ -80,7 +81,7 @@ def test_lost_gpu_is_down_and_keeps_only_identity(scenario):
 
 def test_nvml_unavailable_gives_nvml_up_0_and_no_gpu_series(scenario):
     scenario([gpu(0)], init_error=9)
-    c = GpuCollector(NvmlBackend)
+    c = GpuCollector(SharedReading(NvmlBackend))
     with pytest.raises(CollectorFailed) as failed:  # the scrape reports the collector failed ...
         c.collect(0)
     assert "DRIVER_NOT_LOADED" in str(failed.value)
@@ -104,7 +105,7 @@ def test_concurrent_scrapes_share_one_reading():
         def close(self):
             pass
 
-    c = GpuCollector(Counting)
+    c = GpuCollector(SharedReading(Counting))
     threads = [threading.Thread(target=c.collect, args=(0,)) for _ in range(10)]
     for t in threads:
         t.start()

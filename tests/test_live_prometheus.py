@@ -14,6 +14,7 @@ from live import Prometheus, Pushgateway
 
 # Four XID events: two of 48 on GPU 1 (critical: FAULT), 94 and 13 on GPU 0 (warning, application).
 XIDS = [(1, 48), (0, 94), (0, 13), (1, 48)]
+UNSEEN_PID = 1 << 22  # pid_max is at most 2^22: no process has this PID
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,11 @@ def stack(tmp_path_factory, fake_nvml_dir):
     folder = tmp_path_factory.mktemp("live")
     scenario = str(folder / "scenario.txt")
     # GPU 1 reads power N/A, and its performance state answers NO_PERMISSION: an NVML error; GPU 2 is
-    # split into seven MIG instances.
-    fake_nvml.write(scenario, [fake_nvml.gpu(0), fake_nvml.gpu(1, power_mw=None, temperature=88,
-                                                               **{"fail.nvmlDeviceGetPerformanceState": 4}),
+    # split into seven MIG instances. GPU 0 runs this test process, and one whose PID nobody can see.
+    busy = fake_nvml.running(fake_nvml.gpu(0), [{"pid": os.getpid(), "used": 3 << 30, "sm": 25},
+                                                {"pid": UNSEEN_PID, "used": 1 << 30}])
+    fake_nvml.write(scenario, [busy, fake_nvml.gpu(1, power_mw=None, temperature=88,
+                                                   **{"fail.nvmlDeviceGetPerformanceState": 4}),
                                fake_nvml.seven_1g_10gb(2)], events=XIDS)
     log = folder / "sel.csv"
     log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read() + "not a row\n")
@@ -71,7 +74,11 @@ def test_gpu_series_arrive_with_values_and_labels(stack):
     assert {r["metric"]["model_name"] for r in info} == {"NVIDIA H100 80GB HBM3"}
     joined = prom.wait_for('orchex_gpu_power_watts * on(gpu, uuid) group_left(model_name) orchex_gpu_info')
     assert joined[0]["metric"]["model_name"]
-    sim = prom.wait_for('orchex_gpu_up{job="orchex_sim"}', lambda r: len(r) == 4)
+    procs = prom.wait_for('orchex_gpu_process_memory_used_bytes{job="orchex_nvml",gpu="0"}', lambda r: len(r) == 2)
+    assert {(r["metric"]["pid"], r["metric"].get("command", "")): float(r["value"][1]) for r in procs} == {
+        (str(os.getpid()), open("/proc/self/comm").read().strip()): 3 << 30, (str(UNSEEN_PID), ""): 1 << 30}
+    assert by(prom.wait_for('orchex_gpu_processes_unresolved{job="orchex_nvml",gpu="0"}'), "gpu") == {"0": 1}
+    sim = prom.wait_for('orchex_gpu_up{job="orchex_sim"}', lambda r: len(r) == 5)
     assert all(r["value"][1] == "1" for r in sim)
     assert prom.wait_for('orchex_nvml_up{job="orchex_sim"} == 0')  # simulated is never NVML
     assert prom.wait_for('orchex_backend_info{job="orchex_sim",backend="simulated"} == 1')
@@ -106,8 +113,8 @@ def test_routing_series_and_the_legacy_effectiveness_figures(stack):
 
 def test_self_metrics(stack):
     prom, *_ = stack
-    ok = prom.wait_for('orchex_scrape_collector_success{job="orchex_nvml"}', lambda r: len(r) == 3)
-    assert by(ok, "collector") == {"gpu": 1.0, "routing": 1.0, "process": 1.0}
+    ok = prom.wait_for('orchex_scrape_collector_success{job="orchex_nvml"}', lambda r: len(r) == 4)
+    assert by(ok, "collector") == {"gpu": 1.0, "gpu-processes": 1.0, "routing": 1.0, "process": 1.0}
     assert prom.wait_for('orchex_build_info{job="orchex_nvml"}')[0]["metric"]["version"]
 
 
@@ -116,7 +123,7 @@ def test_recording_rules_evaluate_on_real_series(stack):
     util = prom.wait_for('instance:orchex_gpu_utilization_ratio:avg{job="orchex_nvml"}')
     assert float(util[0]["value"][1]) == pytest.approx(0.45)
     healthy = prom.wait_for('instance:orchex_gpu_healthy:count{job="orchex_sim"}')
-    assert 1 <= float(healthy[0]["value"][1]) <= 4
+    assert 1 <= float(healthy[0]["value"][1]) <= 5
     assert prom.wait_for('category_model:orchex_router_selections:rate5m{job="orchex_sim"}', lambda r: len(r) == 2)
     power = prom.wait_for('instance:orchex_gpu_power_watts:sum{job="orchex_nvml"}')
     assert float(power[0]["value"][1]) == 300.0  # GPUs 0 and 2; GPU 1 reports no power: a sum of what exists

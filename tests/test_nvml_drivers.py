@@ -33,8 +33,11 @@ def test_gpu_monitor_reports_every_gpu_on_an_old_driver(old_driver, tmp_path):
     assert gpus[0]["memory_total"] == 85520809984 and gpus[0]["temperature"] == 40
     assert gpus[0]["cuda_driver_version"] == "12.4"  # from the unversioned call
     # What the old driver cannot answer is absent and said, never a traceback.
-    assert "compute_processes" not in gpus[0] and "Traceback" not in res.stderr
-    assert "nvmlDeviceGetComputeRunningProcesses failed with FUNCTION_NOT_FOUND" in res.stderr
+    # Processes through the version-1 call of drivers before R470, without MIG instance ids.
+    assert gpus[0]["compute_processes"] == 2 and gpus[0]["processes"] == [
+        {"pid": 1000, "memory_used": 1 << 30}, {"pid": 1001, "memory_used": 1 << 30}]
+    assert "Traceback" not in res.stderr
+    assert "nvmlDeviceGetProcessUtilization failed with FUNCTION_NOT_FOUND" in res.stderr
 
 
 def test_serve_reports_every_gpu_on_an_old_driver(serve, old_driver):
@@ -45,8 +48,13 @@ def test_serve_reports_every_gpu_on_an_old_driver(serve, old_driver):
     assert {dict(k[1])["gpu"] for k in v if k[0] == "orchex_gpu_up"} == {"0", "1"}
     assert all(v[k] == 1 for k in v if k[0] == "orchex_gpu_up")
     errors = {(dict(k[1])["function"], dict(k[1])["code"]) for k in v if k[0] == "orchex_nvml_errors_total"}
-    assert ("nvmlDeviceGetComputeRunningProcesses", "FUNCTION_NOT_FOUND") in errors
+    assert ("nvmlDeviceGetProcessUtilization", "FUNCTION_NOT_FOUND") in errors
     assert ("nvmlDeviceGetPciInfo", "FUNCTION_NOT_FOUND") in errors
+    assert not any(function.startswith("nvmlDeviceGetComputeRunningProcesses") for function, _ in errors)
+    memory = {dict(k[1])["pid"]: n for k, n in v.items() if k[0] == "orchex_gpu_process_memory_used_bytes"
+              and dict(k[1])["gpu"] == "0"}
+    assert memory == {"1000": 1 << 30, "1001": 1 << 30}  # through the version-1 call
+    assert not any(k[0] == "orchex_gpu_process_sm_utilization_ratio" for k in v)
     # No event wait on that driver: the XID thread is down, and says so.
     deadline = time.time() + 5
     while v.get(("orchex_nvml_xid_watcher_up", ())) != 0 and time.time() < deadline:
@@ -70,7 +78,9 @@ def test_an_absurd_device_count_is_refused_with_one_log_line(serve, scenario, fa
     s.get()
     _, err = s.stop()
     said = [line for line in err.splitlines() if "says 4294967295 GPUs" in line]
-    assert len(said) == 1, err
+    # Once for each collector that reads GPUs, not once a scrape.
+    assert len(said) == 2 and {"collector gpu failed", "collector gpu-processes failed"} == {
+        line.split('msg="')[1].split(":")[0] for line in said}, err
 
 
 def test_a_driver_that_loads_late_is_picked_up_without_a_restart(serve, scenario, fake_nvml_dir):
@@ -85,7 +95,9 @@ def test_a_driver_that_loads_late_is_picked_up_without_a_restart(serve, scenario
     v = series(s.get()[2])
     assert v[("orchex_nvml_up", ())] == 1 and v[("orchex_gpu_up", (("gpu", "0"), ("uuid", gpu(0)["uuid"])))] == 1
     _, err = s.stop()
-    assert err.count("DRIVER_NOT_LOADED") == 1 and "collector gpu recovered" in err
+    # Said once by each collector that reads GPUs, not once a scrape; and their recovery.
+    assert err.count("DRIVER_NOT_LOADED") == 2 and "collector gpu recovered" in err
+    assert "collector gpu-processes recovered" in err
 
 
 def test_serve_without_a_driver_serves_no_gpu_series_by_default(serve, tmp_path):

@@ -40,7 +40,7 @@ def test_endpoints_gzip_openmetrics_and_name_filter(serve):
                                                  ("model", "google-gemma-3-270m-it"), ("primary", "false")))] == 1
     # Simulated GPUs are never passed off as NVML: nvml_up is 0, and a series names the backend.
     assert v[("orchex_nvml_up", ())] == 0 and v[("orchex_backend_info", (("backend", "simulated"),))] == 1
-    assert sum(1 for k in v if k[0] == "orchex_gpu_up") == 4
+    assert sum(1 for k in v if k[0] == "orchex_gpu_up") == 5
     assert any(k[0] == "process_resident_memory_bytes" for k in v)
     code, headers, zipped = s.get("/metrics", {"Accept-Encoding": "gzip"})
     assert headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped).startswith(b"# HELP")

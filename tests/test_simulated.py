@@ -6,13 +6,48 @@ from exporter.gpu.health import HEALTHY, HOT
 from exporter.gpu.simulated import SimulatedBackend
 
 
-def test_default_fleet_is_two_h100_and_two_t4():
+def test_default_fleet_is_two_h100_two_t4_and_an_h100_in_mig_mode():
     snaps = SimulatedBackend(clock=lambda: 1000.0).read()
-    assert [s.name for s in snaps] == ["NVIDIA H100 80GB HBM3"] * 2 + ["Tesla T4"] * 2
+    assert [s.name for s in snaps] == ["NVIDIA H100 80GB HBM3"] * 2 + ["Tesla T4"] * 2 + ["NVIDIA H100 80GB HBM3"]
     assert snaps[0].memory_total == 81559 * 2**20 and snaps[2].memory_total == 15360 * 2**20
     for s in snaps:
         assert s.memory_used + s.memory_free + s.memory_reserved == s.memory_total
-        assert 0 <= s.utilization <= 1
+        assert s.mig_mode or 0 <= s.utilization <= 1
+
+
+def test_the_mig_gpu_has_seven_instances_a_process_in_each_and_no_device_utilisation():
+    s = SimulatedBackend(clock=lambda: 1000.0).read()[4]
+    assert s.mig_mode and s.utilization is None and s.memory_utilization is None
+    assert [i.profile for i in s.mig_instances] == ["1g.10gb"] * 7 and len({i.uuid for i in s.mig_instances}) == 7
+    assert all(0 < i.memory_used < i.memory_total == 10 * 2**30 for i in s.mig_instances)
+    assert s.memory_used == sum(i.memory_used for i in s.mig_instances)
+    by_instance = {p.gpu_instance: p for p in s.processes}
+    assert sorted(by_instance) == [i.gpu_instance for i in s.mig_instances]
+    assert all(by_instance[i.gpu_instance].memory_used == i.memory_used for i in s.mig_instances)
+    assert all(p.sm_utilization is None for p in s.processes)  # not available under MIG
+
+
+def test_processes_share_a_whole_gpu_by_weight_and_name_themselves():
+    s = SimulatedBackend(clock=lambda: 1000.0).read()[1]
+    assert [p.command for p in s.processes] == ["python3", "ollama_llama_se", "tritonserver"]
+    assert s.compute_processes == 3 and len({p.pid for p in s.processes}) == 3
+    used = [p.memory_used for p in s.processes]
+    assert used == sorted(used, reverse=True) and sum(used) <= s.memory_used
+    assert abs(sum(p.sm_utilization for p in s.processes) - s.utilization) < 0.01
+    assert SimulatedBackend(clock=lambda: 1000.0).read()[3].processes == []
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("[2g.20gb, 3g.40gb, 3g.40gb]", "more than the GPU's 7 slices"),
+    ("[1g.10]", "MIG profiles such as 1g.10gb"),
+    ("[]", "MIG profiles such as 1g.10gb"),
+])
+def test_bad_mig_profiles_name_the_line(tmp_path, value, problem):
+    p = tmp_path / "fleet.yaml"
+    p.write_text(f"gpus:\n  - name: x\n    mig: {value}\n")
+    with pytest.raises(ProblemList) as e:
+        SimulatedBackend(str(p))
+    assert e.value.problems[0][0] == 3 and problem in e.value.problems[0][1]
 
 
 def test_seeded_dynamics_replay():

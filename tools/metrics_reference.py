@@ -19,27 +19,34 @@ def families():
 
     ctypes.CDLL(os.path.join(fake_nvml.build(), "libnvidia-ml.so.1"), mode=ctypes.RTLD_GLOBAL)
     from exporter.collectors.gpu import GpuCollector
+    from exporter.collectors.gpu_processes import GpuProcessesCollector
     from exporter.collectors.process import ProcessCollector
     from exporter.collectors.routing import RoutingCollector
     from exporter.collectors.scrape import Scraper
     from exporter.gpu.nvml import NvmlBackend
+    from exporter.gpu.reading import SharedReading
     from exporter.routing import registry
 
     with tempfile.TemporaryDirectory() as tmp:
         scenario = os.path.join(tmp, "scenario.txt")
         # GPU 0 reports every field (so every label appears); GPU 1 fails one call, so the error
-        # counter appears too; GPU 2 is split into MIG instances.
-        fake_nvml.write(scenario, [fake_nvml.gpu(0, fan=40), fake_nvml.gpu(1, **{"fail.nvmlDeviceGetSerial": 4}),
+        # counter appears too; GPU 2 is split into MIG instances. GPU 0 runs more processes than
+        # the budget, so pid="other" appears.
+        procs = [{"pid": os.getpid(), "sm": 20}, *({"pid": 5000 + i} for i in range(16))]
+        fake_nvml.write(scenario, [fake_nvml.running(fake_nvml.gpu(0, fan=40), procs),
+                                   fake_nvml.gpu(1, **{"fail.nvmlDeviceGetSerial": 4}),
                                    fake_nvml.seven_1g_10gb(2)], events=[(0, 48)])
         os.environ["FAKE_NVML_SCENARIO"] = scenario
-        gpu = GpuCollector(lambda: NvmlBackend(watch_xids=True))
+        reading = SharedReading(lambda: NvmlBackend(watch_xids=True))
+        gpu = GpuCollector(reading)
         import time
 
         deadline = time.time() + 5
         while time.time() < deadline and not any(f.name == "orchex_gpu_xid_errors" for f in gpu.collect(0)):
             time.sleep(0.6)
         log = os.path.join(ROOT, "tests", "fixtures", "legacy", "selection_metrics_sample.csv")
-        scraper = Scraper([gpu, RoutingCollector([log], registry.load()), ProcessCollector()])
+        scraper = Scraper([gpu, GpuProcessesCollector(reading, 16), RoutingCollector([log], registry.load()),
+                           ProcessCollector()])
         out = scraper.scrape()
         scraper.close()
         return out

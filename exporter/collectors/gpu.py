@@ -1,27 +1,20 @@
-"""The `gpu` collector: orchex_gpu_* and orchex_nvml_* families, read from the GPU backend on scrape.
+"""The `gpu` collector: orchex_gpu_* and orchex_nvml_* families, from the shared GPU reading
+(exporter/gpu/reading.py) on scrape."""
 
-Scrapes that arrive while a reading is in progress, or within SHARE_SECONDS after it, share that
-reading, so several Prometheus servers (or a retry storm) cost one NVML pass."""
-
-import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from exporter.collectors import CollectorFailed
 from exporter.exposition import Family, labels
-from exporter.gpu.backends import Backend, factory, judged
-from exporter.gpu.health import DEFAULT_THRESHOLDS, STATES, Thresholds
+from exporter.gpu.backends import Backend
+from exporter.gpu.health import STATES
+from exporter.gpu.reading import SharedReading, Unavailable
 from exporter.gpu.snapshot import GpuSnapshot
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
     from exporter.serveconfig import Settings
-
-log = logging.getLogger("orchex")
-SHARE_SECONDS = 0.5
-RETRY_SECONDS = 10.0
 
 # (family, type, help, value from a snapshot): one series per GPU labelled gpu and uuid, omitted
 # when the value is None (the device does not report it).
@@ -73,65 +66,29 @@ INFO_LABELS = ("pci_bus_id", "driver_version", "cuda_driver_version", "vbios_ver
 class GpuCollector:
     name = "gpu"
 
-    def __init__(self, open_backend: Callable[[], Backend], thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 source: tuple[str, str | None] | None = None) -> None:
-        """`open_backend()` returns an open backend or raises (NVML unavailable): retried later.
-        `source` is the (backend name, fleet file) that `open_backend` was made from, if any."""
-        self.open_backend, self.thresholds, self.source = open_backend, thresholds, source
-        self.backend: Backend | None = None
-        self.unavailable: str | None = None  # why the backend could not be opened
-        self.next_try = 0.0
+    def __init__(self, reading: SharedReading) -> None:
+        self.reading = reading
         self.lock = threading.Lock()
-        self.shared: tuple[float, list[Family] | None] = (0.0, None)  # (monotonic time of the reading, families)
-        self.past_errors: dict[tuple[str, str], int] = {}  # error counts of backends closed since
+        self.built: tuple[list[GpuSnapshot] | None, list[Family]] = (None, [])  # snapshots -> their families
 
     def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
-        source = (settings["gpu-backend"], settings["fleet"])
-        with self.lock:
-            self.thresholds = settings.thresholds()
-            self.shared = (0.0, None)
-            if source != self.source:
-                self.close()
-                self.open_backend, self.source = factory(source[0], source[1], log.info), source
-                self.next_try = 0.0
+        self.reading.reconfigure(settings["gpu-backend"], settings["fleet"], settings.thresholds())
 
     def collect(self, now: float) -> list[Family]:
-        with self.lock:
-            taken, families = self.shared
-            if families is not None and time.monotonic() - taken < SHARE_SECONDS:
-                return families
-            families = self._read(now)
-            self.shared = (time.monotonic(), families)
-            return families
-
-    def _read(self, now: float) -> list[Family]:
         """The GPU families; raises CollectorFailed (with nvml_up 0 and the error counts) when no
-        backend could be opened or the open one failed, so the scrape says the collector failed."""
-        if self.backend is None and time.monotonic() >= self.next_try:
-            try:
-                self.backend = self.open_backend()
-                self.unavailable = None
-            except Exception as e:  # noqa: BLE001 - any failure to open means "no GPU backend now"
-                self.unavailable = f"GPU backend unavailable, retrying every {RETRY_SECONDS:.0f} s: {e}"
-                self.next_try = time.monotonic() + RETRY_SECONDS
-        backend = self.backend
-        if backend is None:
-            raise CollectorFailed(self.unavailable or "GPU backend unavailable", self._status(None))
+        backend could be opened or the open one failed, so the scrape says the collector failed.
+        Within the reading's sharing window the very same list is returned, so it is not rendered again."""
         try:
-            snaps = judged(backend.read(), now, self.thresholds)
-        except Exception as e:  # noqa: BLE001 - the driver went away or answered nonsense
-            self.close()
-            self.next_try = time.monotonic() + RETRY_SECONDS
-            raise CollectorFailed(f"GPU backend {backend.name} failed, reopening in {RETRY_SECONDS:.0f} s: {e}",
-                                  self._status(None)) from None
-        return self._status(backend) + gpu_families(snaps)
+            snaps, backend = self.reading.read(now)
+        except Unavailable as e:
+            raise CollectorFailed(str(e), self._status(None)) from None
+        with self.lock:
+            if self.built[0] is not snaps:
+                self.built = (snaps, self._status(backend) + gpu_families(snaps))
+            return self.built[1]
 
     def close(self) -> None:
-        if self.backend is not None:
-            for key, n in self.backend.error_counts.items():  # counters survive a reopen
-                self.past_errors[key] = self.past_errors.get(key, 0) + n
-            self.backend.close()
-            self.backend = None
+        self.reading.close()
 
     def _status(self, answering: Backend | None) -> list[Family]:
         """orchex_nvml_up, which backend produced the GPU series, the XID watcher and error counts."""
@@ -151,13 +108,9 @@ class GpuCollector:
                              "1 while the thread that receives XID events runs; restarted within a minute.")
                 xid.add(1 if watching else 0)
                 out.append(xid)
-        counts = dict(self.past_errors)
-        if self.backend is not None:
-            for key, n in self.backend.error_counts.items():
-                counts[key] = counts.get(key, 0) + n
         f = Family("orchex_nvml_errors", "counter",
                    "NVML calls that failed with an error other than NOT_SUPPORTED, by function and code.")
-        for (function, code), n in sorted(counts.items()):
+        for (function, code), n in sorted(self.reading.error_counts().items()):
             f.add(n, labels(function=function, code=code), "_total")
         return out + [f]
 

@@ -5,13 +5,16 @@ exporter/web.py answers HTTP, exporter/collectors/ read the GPUs and the logs)."
 import argparse
 import logging
 import resource
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.collectors import Collector
 from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.logfmt import LEVELS
 from exporter.policy import POLICY
 from exporter.serveconfig import COLLECTORS, DEFAULTS, Settings
+
+if TYPE_CHECKING:
+    from exporter.gpu.reading import SharedReading
 
 
 def _xids(text: str) -> list[int]:
@@ -46,6 +49,9 @@ def add_parser(sub: Any) -> None:
                    help="distinct values admitted per routing label beyond the registry's (default 100)")
     p.add_argument("--routing.max-series", dest="routing.max-series", type=int, metavar="N",
                    help="routing series made from log content, all labels together (default 10000)")
+    p.add_argument("--gpu-processes.max-per-gpu", dest="gpu-processes.max-per-gpu", type=int, metavar="N",
+                   help="processes per GPU with series of their own, by memory; the rest are summed as "
+                        "pid=\"other\" (default 16)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector.{name}", action=argparse.BooleanOptionalAction,
                        default=None, help=f"enable the {name} collector (default on)")
@@ -63,14 +69,16 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def make_collector(name: str, settings: Settings, log: logging.Logger) -> Collector:
-    """The collector `name` as the settings configure it."""
+def make_collector(name: str, settings: Settings, log: logging.Logger, reading: "SharedReading") -> Collector:
+    """The collector `name` as the settings configure it; the GPU collectors share `reading`."""
     if name == "gpu":
         from exporter.collectors.gpu import GpuCollector
-        from exporter.gpu.backends import factory
 
-        opener = factory(settings["gpu-backend"], settings["fleet"], log.info)
-        return GpuCollector(opener, settings.thresholds(), source=(settings["gpu-backend"], settings["fleet"]))
+        return GpuCollector(reading)
+    if name == "gpu-processes":
+        from exporter.collectors.gpu_processes import GpuProcessesCollector
+
+        return GpuProcessesCollector(reading, settings["gpu-processes.max-per-gpu"])
     if name == "routing":
         from exporter.collectors.routing import RoutingCollector
 
@@ -79,6 +87,15 @@ def make_collector(name: str, settings: Settings, log: logging.Logger) -> Collec
     from exporter.collectors.process import ProcessCollector
 
     return ProcessCollector()
+
+
+def gpu_reading(settings: Settings, log: logging.Logger) -> "SharedReading":
+    """The one GPU reading of this process. `auto` decides its backend here, once."""
+    from exporter.gpu.backends import factory
+    from exporter.gpu.reading import SharedReading
+
+    source = (settings["gpu-backend"], settings["fleet"])
+    return SharedReading(factory(*source, log.info), settings.thresholds(), source=source)
 
 
 def more_descriptors() -> None:
@@ -104,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     more_descriptors()
     settings = load()
     log = logfmt.setup(settings["log.level"])
-    scraper = Scraper([make_collector(n, settings, log) for n in COLLECTORS if settings.collector(n)])
+    reading = gpu_reading(settings, log)
+    scraper = Scraper([make_collector(n, settings, log, reading) for n in COLLECTORS if settings.collector(n)])
     app = App(scraper, settings, __version__)
     server = make_server(settings["web.listen-address"], app)
     scheme = "https" if settings.web.tls else "http"
@@ -113,5 +131,5 @@ def run(args: argparse.Namespace) -> int:
              f"(bound {host!s}:{port}), metrics at {settings['web.telemetry-path']}")
     log.info(f"collectors: {', '.join(c.name for c in scraper.collectors) or 'none'}; selection logs: "
              f"{', '.join(settings['selection-log']) or 'none'}; registry: {settings.registry.source}")
-    daemon.run(server, app, load, lambda name, s: make_collector(name, s, log), log)
+    daemon.run(server, app, load, lambda name, s: make_collector(name, s, log, reading), log)
     return 0

@@ -15,11 +15,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pynvml as N
 
-from exporter.gpu.snapshot import GpuSnapshot, MigInstance
+from exporter.gpu.snapshot import GpuProcess, GpuSnapshot, MigInstance
 
 CLOCKS = {"graphics": N.NVML_CLOCK_GRAPHICS, "sm": N.NVML_CLOCK_SM, "memory": N.NVML_CLOCK_MEM,
           "video": N.NVML_CLOCK_VIDEO}
@@ -34,6 +35,9 @@ MAX_MIG_SLOTS = 64  # an A100/H100 has 7; more is a broken answer, not a reason 
 # An empty MIG slot answers one of these: the slot is skipped, not counted as an error.
 EMPTY_MIG_SLOT = (N.NVML_ERROR_NOT_SUPPORTED, N.NVML_ERROR_NOT_FOUND, N.NVML_ERROR_INVALID_ARGUMENT)
 XID_RESTART_SECONDS = 60.0
+NO_INSTANCE = 0xFFFFFFFF  # a process's gpuInstanceId outside MIG
+# A GPU runs a few dozen processes; a list past this is a broken answer. The count stays whole.
+MAX_PROCESSES = 4096
 
 log = logging.getLogger("orchex")
 
@@ -94,6 +98,46 @@ def _legacy_handle(index: int) -> Any:
     return handle
 
 
+class _ProcessInfoV1(ctypes.Structure):
+    """nvmlProcessInfo_t as drivers before R470 lay it out: no MIG instance ids."""
+
+    _fields_ = [("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong)]
+
+
+def _legacy_processes(h: Any) -> list[Any]:
+    """nvmlDeviceGetComputeRunningProcesses (version 1), the only one drivers before R470 export;
+    pynvml's function of that name calls _v3. Shaped as pynvml's answers are."""
+    try:
+        fn = N.nvmlLib.nvmlDeviceGetComputeRunningProcesses
+    except AttributeError:
+        raise N.NVMLError(N.NVML_ERROR_FUNCTION_NOT_FOUND) from None
+    count = ctypes.c_uint(0)
+    ret = fn(h, ctypes.byref(count), None)
+    if ret == N.NVML_SUCCESS:
+        return []
+    if ret != N.NVML_ERROR_INSUFFICIENT_SIZE:
+        raise N.NVMLError(ret)
+    count.value = count.value * 2 + 5  # room for processes started since, as pynvml leaves
+    procs = (_ProcessInfoV1 * count.value)()
+    ret = fn(h, ctypes.byref(count), procs)
+    if ret != N.NVML_SUCCESS:
+        raise N.NVMLError(ret)
+    return [SimpleNamespace(pid=p.pid, gpuInstanceId=None, usedGpuMemory=None
+                            if p.usedGpuMemory == N.NVML_VALUE_NOT_AVAILABLE_ulonglong.value else p.usedGpuMemory)
+            for p in procs[:count.value]]
+
+
+def _process_samples(h: Any, since: int) -> list[Any]:
+    """nvmlDeviceGetProcessUtilization, with "no samples since `since`" as an empty list: NVML says
+    NOT_FOUND then, and pynvml raises its first call's SUCCESS as an error when the count is 0."""
+    try:
+        return list(N.nvmlDeviceGetProcessUtilization(h, since))
+    except N.NVMLError as e:
+        if e.value in (N.NVML_ERROR_NOT_FOUND, N.NVML_SUCCESS):
+            return []
+        raise
+
+
 def _text(v: Any) -> Any:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
@@ -118,6 +162,7 @@ class NvmlBackend:
         self._xids: dict[tuple[int, int], list[float]] = {}  # (gpu index, xid) -> [count, last unix time]
         # uuid -> fields that do not change while the GPU is in the machine
         self._static: dict[str, dict[str, Any]] = {}
+        self._samples_seen: dict[str, int] = {}  # uuid -> timestamp of the newest process sample read
         self.watch_xids = watch_xids
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -331,9 +376,34 @@ class NvmlBackend:
                                    N.nvmlDeviceGetCurrPcieLinkGeneration, h)
         s.pcie_link_width = c(s, "nvmlDeviceGetCurrPcieLinkWidth", N.nvmlDeviceGetCurrPcieLinkWidth, h)
         s.pcie_replays = c(s, "nvmlDeviceGetPcieReplayCounter", N.nvmlDeviceGetPcieReplayCounter, h)
+        self._read_processes(s, h)
+
+    def _read_processes(self, s: GpuSnapshot, h: Any) -> None:
         procs = self._versioned(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses_v3,
-                                N.nvmlDeviceGetComputeRunningProcesses_v2, args=(h,))
-        s.compute_processes = len(procs) if procs is not None else None
+                                N.nvmlDeviceGetComputeRunningProcesses_v2, _legacy_processes, args=(h,))
+        if procs is not None:
+            s.processes = [GpuProcess(p.pid, p.usedGpuMemory,
+                                      None if p.gpuInstanceId in (None, NO_INSTANCE) else p.gpuInstanceId)
+                           for p in procs[:MAX_PROCESSES]]
+            s.compute_processes = len(procs)
+            if not s.mig_mode:  # process utilisation is not available under MIG: left out, not 0
+                self._read_process_utilization(s, h)
+
+    def _read_process_utilization(self, s: GpuSnapshot, h: Any) -> None:
+        """Each process's SM utilisation, the mean of the driver's samples since the last reading. A
+        process without samples in that time was idle: 0, as "no samples" (NOT_FOUND) means for all."""
+        since = self._samples_seen.get(s.uuid, 0)
+        samples = self._call(s, "nvmlDeviceGetProcessUtilization", _process_samples, h, since)
+        if samples is None or s.processes is None:
+            return
+        by_pid: dict[int, list[float]] = {}
+        for sample in samples:
+            by_pid.setdefault(sample.pid, []).append(min(sample.smUtil, 100) / 100.0)
+            since = max(since, sample.timeStamp)
+        self._samples_seen[s.uuid] = since
+        for p in s.processes:
+            got = by_pid.get(p.pid)
+            p.sm_utilization = sum(got) / len(got) if got else 0.0
 
     def _read_mig(self, s: GpuSnapshot, h: Any) -> list[MigInstance]:
         """The GPU's MIG instances, read afresh each time: instances are destroyed and created while

@@ -7,6 +7,7 @@ follow from it. Readings are a function of the seed and the clock passed in, so 
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from exporter import yamlfile
 from exporter.common.memory import parse_size
 from exporter.errors import ProblemList
-from exporter.gpu.snapshot import GpuSnapshot
+from exporter.gpu.snapshot import GpuProcess, GpuSnapshot, MigInstance
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(__file__), "default_fleet.yaml")
 
@@ -24,6 +25,24 @@ def _number(lo: float, hi: float) -> Callable[[Any], str | None]:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi  # false for NaN
         return None if ok else f"must be a number from {lo:,g} to {hi:,.0f}"
     return check
+
+
+MIG_PROFILE = re.compile(r"([1-7])g\.([1-9][0-9]{0,2})gb")
+MIG_SLICES = 7  # an A100/H100/H200 splits into at most 7 compute slices
+
+
+def _mig(v: Any) -> str | None:
+    if not isinstance(v, list) or not v or not all(isinstance(p, str) and MIG_PROFILE.fullmatch(p) for p in v):
+        return "must be a list of MIG profiles such as 1g.10gb or 3g.40gb"
+    if sum(int(p[0]) for p in v) > MIG_SLICES:
+        return f"the profiles take more than the GPU's {MIG_SLICES} slices"
+    return None
+
+
+def _commands(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(v) <= 64 and all(
+        isinstance(c, str) and 0 < len(c) <= 15 and c.isprintable() for c in v)
+    return None if ok else "must be a list of up to 64 process names of 1 to 15 characters"
 
 
 def _flag(v: Any) -> str | None:
@@ -47,6 +66,8 @@ GPU_KEYS: dict[str, Callable[[Any], str | None]] = {
     "base_utilization": _number(0, 1), "wave_amplitude": _number(0, 1),
     "wave_period_seconds": _number(1, 31_536_000), "extra_temperature": _number(-50, 100),
     "power_reads_na": _flag, "lost": _flag,
+    "mig": _mig,  # MIG mode with these instances
+    "processes": _commands,  # model servers running on it, by name; under MIG, one per instance in turn
 }
 MAX_GPUS = 64
 
@@ -146,5 +167,40 @@ class SimulatedBackend:
         s.remapped_rows = {"corrected": 0, "uncorrected": 0}
         s.row_remap_pending = s.row_remap_failure = False
         s.pcie_link_generation, s.pcie_link_width, s.pcie_replays = (5, 16, 0) if "H100" in s.name else (3, 16, 0)
-        s.compute_processes = 1 + int(util * 3)
+        if g.get("mig"):
+            self._split(s, g["mig"], rng, now)
+        self._run(s, g.get("processes", []), util)
         return s
+
+    def _split(self, s: GpuSnapshot, profiles: list[str], rng: random.Random, now: float) -> None:
+        """MIG mode: one instance per profile, each busy on a wave of its own; the device
+        utilisation is then unsupported, as on a real GPU, and its memory is the instances' sum."""
+        s.mig_mode = True
+        s.utilization = s.memory_utilization = None
+        for slot, profile in enumerate(profiles):
+            total = int(MIG_PROFILE.fullmatch(profile)[2]) * 2**30  # type: ignore[index]
+            load = 0.5 + 0.4 * math.sin(slot + now / 60) + rng.uniform(-0.05, 0.05)
+            s.mig_instances.append(MigInstance(
+                uuid=f"MIG-5{self.seed:07x}-{s.index:04x}-4000-8000-{slot:012x}", gpu_instance=slot + 1,
+                compute_instance=0, profile=profile, memory_total=total,
+                memory_used=int(total * min(0.97, max(0.02, load)))))
+        s.memory_used = sum(i.memory_used or 0 for i in s.mig_instances)
+        s.memory_free = s.memory_total - s.memory_used - s.memory_reserved  # type: ignore[operator]
+
+    def _run(self, s: GpuSnapshot, commands: list[str], util: float) -> None:
+        """Processes with PIDs of their own: under MIG, one instance each in turn, sharing its memory;
+        otherwise the GPU's memory and utilisation shared by weight (the first the largest)."""
+        s.processes = []
+        weights = [len(commands) - k for k in range(len(commands))]
+        for k, command in enumerate(commands):
+            p = GpuProcess(pid=40000 + 100 * s.index + k, command=command)
+            if s.mig_instances:
+                inst = s.mig_instances[k % len(s.mig_instances)]
+                sharing = len(commands[k % len(s.mig_instances)::len(s.mig_instances)])
+                p.gpu_instance, p.memory_used = inst.gpu_instance, (inst.memory_used or 0) // sharing
+            else:
+                share = weights[k] / sum(weights)
+                p.memory_used = int((s.memory_used or 0) * 0.9 * share)
+                p.sm_utilization = round(util * share, 3)
+            s.processes.append(p)
+        s.compute_processes = len(s.processes)

@@ -17,6 +17,17 @@ class MigInstance:
 
 
 @dataclass
+class GpuProcess:
+    """A compute process on a GPU, by its host PID."""
+
+    pid: int
+    memory_used: int | None = None  # bytes; None where the driver does not say
+    gpu_instance: int | None = None  # the MIG GPU instance it runs in; None outside MIG
+    sm_utilization: float | None = None  # 0..1 since the last reading; None where not available (MIG)
+    command: str | None = None  # set by a backend that knows it (the simulated fleet); else read from /proc
+
+
+@dataclass
 class GpuSnapshot:
     index: int
     uuid: str = ""
@@ -58,6 +69,7 @@ class GpuSnapshot:
     pcie_link_width: int | None = None
     pcie_replays: int | None = None
     compute_processes: int | None = None
+    processes: list[GpuProcess] | None = None  # None when the driver could not list them
     xid_counts: dict = field(default_factory=dict)  # xid code -> events seen
     xid_last_seen: dict = field(default_factory=dict)  # xid code -> unix time
     errors: dict = field(default_factory=dict)  # NVML function -> error name, for fields that failed

@@ -82,3 +82,13 @@ def seven_1g_10gb(index=0, **over):
     but the first, which uses 512 MiB."""
     used = [512 << 20] + [GIB] * 6
     return mig(gpu(index, **over), [(slot, "1g.10gb", 7 + slot, 0, used[slot]) for slot in range(7)])
+
+
+def running(gpu_dict, processes):
+    """`gpu_dict` running `processes`: dicts with pid and any of used (bytes, or "na"), gi, ci and sm
+    (percent of SM time in the newest sample)."""
+    g = {k: v for k, v in gpu_dict.items() if not k.startswith("proc.")}
+    g["processes"] = len(processes)
+    for i, p in enumerate(processes):
+        g.update({f"proc.{i}.{k}": v for k, v in p.items()})
+    return g

@@ -12,6 +12,8 @@
  *   gpu.0.mig_max=7  gpu.0.mig.2.uuid=MIG-...  gpu.0.mig.2.name=... MIG 1g.10gb  gpu.0.mig.2.gi=9
  *   gpu.0.mig.2.ci=0  gpu.0.mig.2.memory_total=...  gpu.0.mig.2.memory_used=...
  *                                               a MIG instance in slot 2; a slot without a uuid is empty
+ *   gpu.0.processes=3  gpu.0.proc.1.pid=4242  gpu.0.proc.1.used=na  gpu.0.proc.1.sm=30  gpu.0.proc.1.gi=7
+ *                                               compute processes and their samples (see below)
  * The file is re-read whenever its size or mtime changes, so a test can change a GPU between reads. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,18 +382,79 @@ nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(void *h, unsigned int *v) { PRE
 nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(void *h, unsigned int *v) { PRE(h) return uint_field(g, "pcie_width", v); }
 nvmlReturn_t nvmlDeviceGetPcieReplayCounter(void *h, unsigned int *v) { PRE(h) return uint_field(g, "pcie_replays", v); }
 
+/* Process i of a GPU: gpu.N.proc.I.pid (default 1000+i), .used in bytes (default 1 GiB; "na": the
+   driver does not say), .gi and .ci (default: none, outside MIG), .sm (percent; no samples without it). */
+static const char *pget(int g, unsigned int i, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "proc.%u.%s", i, key);
+    return gget(g, k);
+}
+static unsigned int pvalue(int g, unsigned int i, const char *key, unsigned int otherwise) {
+    const char *v = pget(g, i, key);
+    return v ? (unsigned int)strtoul(v, NULL, 10) : otherwise;
+}
+
+/* The process list in the layout each driver generation has: _v3 (R510 on) and the unversioned
+   v1 of drivers before R470, without MIG instance ids. Each needs the caller's array large enough. */
 typedef struct { unsigned int pid; unsigned long long used; unsigned int gi, ci; } proc_t;
-nvmlReturn_t V(nvmlDeviceGetComputeRunningProcesses, _v3)(void *h, unsigned int *count, proc_t *procs) {
-    PRE(h)
+typedef struct { unsigned int pid; unsigned long long used; } proc_v1_t;
+static nvmlReturn_t processes(const char *fn, void *h, unsigned int *count, void *out, size_t size) {
+    nvmlReturn_t r0 = check(h, fn);
+    if (r0) return r0;
+    int g = DEV(h);
     unsigned int n;
     nvmlReturn_t r = uint_field(g, "processes", &n);
     if (r) return r;
     if (n == 0) { *count = 0; return OK; }
-    if (!procs || *count < n) { *count = n; return INSUFFICIENT_SIZE; }
-    for (unsigned int i = 0; i < n; i++) { procs[i].pid = 1000 + i; procs[i].used = 1ULL << 30; procs[i].gi = procs[i].ci = 0; }
+    if (!out || *count < n) { *count = n; return INSUFFICIENT_SIZE; }
+    for (unsigned int i = 0; i < n; i++) {
+        const char *used = pget(g, i, "used");
+        proc_t p = {pvalue(g, i, "pid", 1000 + i),
+                    !used ? 1ULL << 30 : strcmp(used, "na") == 0 ? ~0ULL : strtoull(used, NULL, 10),
+                    pvalue(g, i, "gi", 0xFFFFFFFF), pvalue(g, i, "ci", 0xFFFFFFFF)};
+        memcpy((char *)out + i * size, &p, size);  /* v1 is v3's first two fields */
+    }
     *count = n;
     return OK;
 }
+#ifdef OLD_DRIVER
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(void *h, unsigned int *count, proc_v1_t *procs) {
+    return processes(__func__, h, count, procs, sizeof *procs);
+}
+#else
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned int *count, proc_t *procs) {
+    return processes(__func__, h, count, procs, sizeof *procs);
+}
+#endif
+
+#ifndef OLD_DRIVER
+/* Samples newer than lastSeen: each process with .sm has one, stamped gpu.N.sample_time (microseconds;
+   default 1700000000000000), so a second read with that stamp finds none (NOT_FOUND), as when idle. */
+typedef struct { unsigned int pid; unsigned long long ts; unsigned int sm, mem, enc, dec; } sample_t;
+nvmlReturn_t nvmlDeviceGetProcessUtilization(void *h, sample_t *samples, unsigned int *count, unsigned long long lastSeen) {
+    PRE(h)
+    unsigned int mig = 0, n = 0;
+    if (uint_field(g, "mig_mode", &mig) == OK && mig) return NOT_SUPPORTED;
+    const char *stamp = gget(g, "sample_time");
+    unsigned long long ts = stamp ? strtoull(stamp, NULL, 10) : 1700000000000000ULL;
+    if (uint_field(g, "processes", &n)) return NOT_SUPPORTED;
+    unsigned int have = 0;
+    for (unsigned int i = 0; i < n; i++) if (pget(g, i, "sm") && ts > lastSeen) have++;
+    if (have == 0) return 6; /* NOT_FOUND: no samples since lastSeen */
+    if (!samples || *count < have) { *count = have; return INSUFFICIENT_SIZE; }
+    unsigned int k = 0;
+    for (unsigned int i = 0; i < n; i++) {
+        if (!pget(g, i, "sm")) continue;
+        samples[k].pid = pvalue(g, i, "pid", 1000 + i);
+        samples[k].ts = ts;
+        samples[k].sm = pvalue(g, i, "sm", 0);
+        samples[k].mem = samples[k].enc = samples[k].dec = 0;
+        k++;
+    }
+    *count = k;
+    return OK;
+}
+#endif
 
 /* XID events. One event set is enough for the backend; events carry the registered device. */
 typedef struct { void *device; unsigned long long eventType, eventData; unsigned int gi, ci; } event_t;
