@@ -63,3 +63,16 @@ def test_the_policy_cannot_be_changed_in_place():
     with pytest.raises(AttributeError):
         POLICY.new_threshold = 1.0  # type: ignore[attr-defined]
     assert POLICY.temperature_celsius == 85.0
+
+
+@pytest.mark.parametrize("kw,state", [
+    ({}, HEALTHY),  # no utilisation under MIG: judged on the rest, not as idle and not as unknown
+    ({"temp": 85.0}, HOT),
+    ({"power": 285.0}, HIGH_POWER),
+])
+def test_a_gpu_in_mig_mode_is_judged_on_what_the_driver_supports_there(kw, state):
+    from exporter.gpu.snapshot import MigInstance
+
+    full = [MigInstance(uuid=f"MIG-{i}", gpu_instance=i, memory_used=10, memory_total=10) for i in range(7)]
+    s = snap(**{"util": None, **kw}, mig_mode=True, mig_instances=full)
+    assert health(s, now=0) == state  # a full instance is the MIG memory alert's business, not a health state
