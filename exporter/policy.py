@@ -23,6 +23,10 @@ class Policy:
     power_ratio: float = 0.95  # of the power management limit
 
     memory_pressure_ratio: float = 0.9  # used / total, as the public GPU alert sets
+    # A GPU (or MIG instance) that holds over loaded_memory_ratio of its memory while its tensor and SM
+    # activity (GPM) stay under idle_activity_ratio holds a model that serves nothing.
+    loaded_memory_ratio: float = 0.5
+    idle_activity_ratio: float = 0.01
     fallback_share: float = 0.5  # share of a category's selections that fall back
 
     # The legacy analytics report's recommendations.

@@ -141,6 +141,7 @@ def host_variables() -> list[Json]:
 def gpu_dashboard() -> Json:
     p = POLICY
     gpu_legend = "{{instance}} GPU {{gpu}} ({{backend}})"
+    gpm_legend = "{{instance}} GPU {{gpu}} {{gpu_instance}} ({{backend}})"
     hot = steps((None, "green"), (p.temperature_celsius, "red"))
     unhealthy = f'orchex_gpu_health_state{{{GPU},state!="HEALTHY"}}'
     v = host_variables() + [variable("gpu", f"label_values(orchex_gpu_info{{{SEL}}}, gpu)", "GPU")]
@@ -203,6 +204,22 @@ def gpu_dashboard() -> Json:
               (tagged(f"orchex_gpu_mig_memory_total_bytes{{{GPU}}} * on (job, instance, gpu, uuid, gpu_instance, "
                       f"compute_instance) group_left (profile, mig_uuid) orchex_gpu_mig_info{{{GPU}}}"), ""),
               kind="table", instant=True),
+        row("Profiling"),
+        panel("Tensor activity", "Share of cycles any tensor pipe was active (NVML GPM, Hopper and later), per GPU "
+              "and per MIG instance: the work an LLM does. Utilization counts any kernel and reads 100 % for a "
+              f"memory-bound decode; dashed at {p.idle_activity_ratio:.0%}, under which a GPU holding a model is idle "
+              "(OrchexGpuLoadedButIdle).", "percentunit",
+              (tagged(f"orchex_gpu_tensor_active_ratio{{{GPU}}}"), gpm_legend),
+              thresholds=steps((None, "red"), (p.idle_activity_ratio, "green")), line=True),
+        panel("SM activity and occupancy", "Share of time warps were resident on the SMs, and how full the SMs "
+              "were (NVML GPM).", "percentunit",
+              (tagged(f"orchex_gpu_sm_active_ratio{{{GPU}}}"), gpm_legend + " active"),
+              (tagged(f"orchex_gpu_sm_occupancy_ratio{{{GPU}}}"), gpm_legend + " occupancy")),
+        panel("DRAM activity", "Share of cycles device memory was moving data (NVML GPM): near 1, decode is "
+              "memory-bound.", "percentunit", (tagged(f"orchex_gpu_dram_active_ratio{{{GPU}}}"), gpm_legend)),
+        panel("PCIe and NVLink", "Bytes per second over PCIe and NVLink (NVML GPM).", "Bps",
+              *[(tagged(f"orchex_gpu_{bus}_{way}_bytes_per_second{{{GPU}}}"), f"{gpm_legend} {bus} {way}")
+                for bus in ("pcie", "nvlink") for way in ("transmit", "receive")]),
         row("Processes"),
         panel("Top processes by GPU memory", "The ten processes holding the most GPU memory (MIG: in their GPU "
               "instance). Past --gpu-processes.max-per-gpu per GPU, the rest are summed as pid \"other\". An empty "

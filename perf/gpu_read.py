@@ -40,6 +40,7 @@ def main(tmp, real=False):
               f"  ({s['library']})")
     if not real:
         out["density"] = density(scenario)
+        out["gpm"] = gpm_cost(scenario)
     fleet = tmp / "fleet8.yaml"
     fleet.write_text("gpus:\n" + "".join("  - {name: NVIDIA H100 80GB HBM3, memory_total: 80GiB}\n"
                                          for _ in range(8)))
@@ -104,6 +105,38 @@ def density(scenario):
     print(f"density 8 x 7 MIG instances, 64 processes: collection + render {total * 1e3:.2f} ms (target 10 ms "
           f"{out['verdicts']['mig_8x7_collect_and_render_10ms']}), RSS {m['rss_mb']} MB (target 50 MB "
           f"{out['verdicts']['rss_50mb']})")
+    return out
+
+
+def gpm_cost(scenario):
+    """The extra time of GPM per reading: 8 whole GPUs, and 8 GPUs of seven MIG instances each (a
+    sample per instance), each read with and without GPM. Every reading here closes a window (a
+    sample and a metrics query), as readings 15 s apart do; orchex itself serves the previous window
+    again within a second."""
+    import exporter.gpu.nvml as nvml_module
+    import fake_nvml
+    from exporter.gpu.nvml import NvmlBackend
+
+    nvml_module.MIN_WINDOW_SECONDS = 0.0
+    out = {}
+    for name, make in (("plain_8", fake_nvml.gpu), ("mig_8x7", fake_nvml.seven_1g_10gb)):
+        medians = {}
+        for gpm in (False, True):
+            gpus = [make(i) for i in range(8)]
+            if gpm:
+                gpus = [fake_nvml.with_gpm(g, slots=range(7) if name == "mig_8x7" else ()) for g in gpus]
+            fake_nvml.write(scenario, gpus)
+            with NvmlBackend(watch_xids=False) as nvml:
+                nvml.read()
+                medians[gpm] = summary(timed(nvml.read, 200))["median_s"]
+                got = sum(len(s.gpm) + sum(len(i.gpm) for i in s.mig_instances) for s in nvml.read())
+        extra = max(0.0, medians[True] - medians[False])
+        out[name] = {"without_gpm_median_s": medians[False], "with_gpm_median_s": medians[True],
+                     "extra_per_gpu_s": extra / 8, "gpm_values_per_reading": got,
+                     "verdict": verdict(extra / 8, 0.002)}
+        print(f"gpm {name:8} reading {medians[False] * 1e3:5.2f} ms without GPM, {medians[True] * 1e3:5.2f} ms "
+              f"with ({got} values): {extra / 8 * 1e3:5.3f} ms more per GPU (target 2 ms {out[name]['verdict']})")
+    nvml_module.MIN_WINDOW_SECONDS = 1.0
     return out
 
 

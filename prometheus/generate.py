@@ -3,8 +3,9 @@ the health model and the dashboards share. Run `make rules`; a test fails when t
 differs from what this writes, and the mutation test (tests/test_alert_mutants.py) rebuilds the rules
 with each alert broken to prove the promtool tests catch it.
 
-Conventions (monitoring-mixins): an Orchex prefix, `severity` critical (pages) or warning, and the
-annotations summary, description and runbook_url, pointing at a section of docs/runbooks.md."""
+Conventions (monitoring-mixins): an Orchex prefix, `severity` critical (pages), warning or info, and the
+annotations summary, description and runbook_url, pointing at a section of docs/runbooks.md. An
+`info` alert (a GPU that holds a model and serves nothing) reaches the default receiver and pages no one."""
 
 from __future__ import annotations
 
@@ -116,7 +117,26 @@ def gpu_alerts(p: Policy) -> list[Alert]:
               f"over {number(p.memory_pressure_ratio * 100)} % of its memory for 15 minutes.",
               "The model server in that instance is close to running out of memory; the GPU's other instances "
               "cannot lend it theirs. Give it a larger profile or a smaller model.", "15m"),
+        Alert("OrchexGpuLoadedButIdle", lambda t: loaded_but_idle(p, t), p.idle_activity_ratio, "info",
+              "{{ with $labels.gpu_instance }}MIG instance {{ . }} of {{ end }}" + on_gpu + " holds "
+              "{{ $value | humanizePercentage }} of its memory but does almost no work.",
+              f"For an hour its memory has been over {number(p.loaded_memory_ratio * 100)} % used while its tensor "
+              f"and SM activity (NVML GPM) stayed under {number(p.idle_activity_ratio * 100)} %: a model is loaded "
+              "and not served. Unload it, or route traffic to it.", "1h"),
     ]
+
+
+def loaded_but_idle(p: Policy, t: str) -> str:
+    """A whole GPU, or a MIG instance, whose memory is held while GPM says it does no work. The whole
+    GPU's activity series are those without a gpu_instance label."""
+    loaded = number(p.loaded_memory_ratio)
+    whole, inst = "on (job, instance, gpu, uuid)", "on (job, instance, gpu, uuid, gpu_instance)"
+    return (f"(\n  orchex_gpu_memory_used_bytes / (orchex_gpu_memory_total_bytes > 0) > {loaded}\n"
+            f"  and {whole} orchex_gpu_tensor_active_ratio{{gpu_instance=\"\"}} < {t}\n"
+            f"  and {whole} orchex_gpu_sm_active_ratio{{gpu_instance=\"\"}} < {t}\n)\nor\n(\n"
+            f"  orchex_gpu_mig_memory_used_bytes / (orchex_gpu_mig_memory_total_bytes > 0) > {loaded}\n"
+            f"  and {inst} orchex_gpu_tensor_active_ratio < {t}\n"
+            f"  and {inst} orchex_gpu_sm_active_ratio < {t}\n)")
 
 
 def router_alerts(p: Policy) -> list[Alert]:

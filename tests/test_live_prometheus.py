@@ -23,11 +23,12 @@ def stack(tmp_path_factory, fake_nvml_dir):
     scenario = str(folder / "scenario.txt")
     # GPU 1 reads power N/A, and its performance state answers NO_PERMISSION: an NVML error; GPU 2 is
     # split into seven MIG instances. GPU 0 runs this test process, and one whose PID nobody can see.
-    busy = fake_nvml.running(fake_nvml.gpu(0), [{"pid": os.getpid(), "used": 3 << 30, "sm": 25},
+    # GPUs 0 and 2 have GPM (GPU 2 per MIG instance).
+    busy = fake_nvml.running(fake_nvml.with_gpm(fake_nvml.gpu(0)), [{"pid": os.getpid(), "used": 3 << 30, "sm": 25},
                                                 {"pid": UNSEEN_PID, "used": 1 << 30}])
     fake_nvml.write(scenario, [busy, fake_nvml.gpu(1, power_mw=None, temperature=88,
                                                    **{"fail.nvmlDeviceGetPerformanceState": 4}),
-                               fake_nvml.seven_1g_10gb(2)], events=XIDS)
+                               fake_nvml.with_gpm(fake_nvml.seven_1g_10gb(2), slots=range(7))], events=XIDS)
     log = folder / "sel.csv"
     log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read() + "not a row\n")
     nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}"], fake_env(fake_nvml_dir, scenario))
@@ -125,6 +126,9 @@ def test_recording_rules_evaluate_on_real_series(stack):
     healthy = prom.wait_for('instance:orchex_gpu_healthy:count{job="orchex_sim"}')
     assert 1 <= float(healthy[0]["value"][1]) <= 5
     assert prom.wait_for('category_model:orchex_router_selections:rate5m{job="orchex_sim"}', lambda r: len(r) == 2)
+    # GPM: GPU 0 at 42 % tensor activity, its seven MIG instances at 42 % x (k + 1) / 8 on GPU 2.
+    tensor = prom.wait_for('job:orchex_gpu_tensor_active_ratio:avg{job="orchex_nvml"}')
+    assert float(tensor[0]["value"][1]) == pytest.approx(0.42 * (1 + sum(k + 1 for k in range(7)) / 8) / 8)
     power = prom.wait_for('instance:orchex_gpu_power_watts:sum{job="orchex_nvml"}')
     assert float(power[0]["value"][1]) == 300.0  # GPUs 0 and 2; GPU 1 reports no power: a sum of what exists
 

@@ -79,7 +79,7 @@ def test_alert_conventions_cases_and_runbooks():
                 name = rule["alert"]
                 alerts.add(name)
                 assert name.startswith("Orchex"), name
-                assert rule["labels"]["severity"] in ("critical", "warning")
+                assert rule["labels"]["severity"] in ("critical", "warning", "info")
                 notes = rule["annotations"]
                 assert notes["summary"] and notes["description"], name
                 url, anchor = notes["runbook_url"].split("#")

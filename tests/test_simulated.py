@@ -85,3 +85,14 @@ def test_bad_fleet_names_the_line(tmp_path):
     with pytest.raises(ProblemList) as e:
         SimulatedBackend(str(p))
     assert [line for line, _ in e.value.problems] == [3, 5]
+
+
+def test_hopper_gpus_report_gpm_from_their_load_per_instance_under_mig():
+    from exporter.gpu.gpm import GPM_METRICS
+
+    snaps = SimulatedBackend(clock=lambda: 1000.0).read()
+    assert [s.gpm_supported for s in snaps] == [True, True, False, False, True]
+    keys = {m.key for m in GPM_METRICS}
+    assert set(snaps[0].gpm) == keys and snaps[0].gpm["tensor_active_ratio"] == 0.6 * snaps[0].utilization
+    assert snaps[2].gpm == {} and snaps[4].gpm == {}
+    assert all(set(i.gpm) == keys and 0 <= i.gpm["sm_active_ratio"] <= 0.9 for i in snaps[4].mig_instances)

@@ -25,6 +25,11 @@ PY=${PY:-python3}
   kill -TERM $pid; wait $pid; echo "serve exit $?"
   grep -E '^orchex_(nvml_up|gpu_up|gpu_power_watts|gpu_temperature_celsius|gpu_health_state.*} 1)' "$OUT/metrics.txt"
   grep -c '^orchex_gpu_' "$OUT/metrics.txt"
+  echo "== GPM (NVML profiling metrics): root, then a user without privileges"
+  timeout 60 $PY tools/gpm_check.py > "$OUT/gpm_root.json"; echo "rc=$?"; cat "$OUT/gpm_root.json"
+  chmod -R o+rX "$PWD" 2>/dev/null
+  timeout 60 runuser -u nobody -- env PYTHONPATH="$PWD" $PY tools/gpm_check.py > "$OUT/gpm_nobody.json"; echo "rc=$?"
+  cat "$OUT/gpm_nobody.json"
   echo "== per-GPU read time on real hardware"
   timeout 120 $PY -m perf.gpu_read --real
   cp perf/results/gpu_read_real.json "$OUT/" 2>/dev/null

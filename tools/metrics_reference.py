@@ -33,9 +33,10 @@ def families():
         # counter appears too; GPU 2 is split into MIG instances. GPU 0 runs more processes than
         # the budget, so pid="other" appears.
         procs = [{"pid": os.getpid(), "sm": 20}, *({"pid": 5000 + i} for i in range(16))]
-        fake_nvml.write(scenario, [fake_nvml.running(fake_nvml.gpu(0, fan=40), procs),
+        # GPUs 0 and 2 have GPM.
+        fake_nvml.write(scenario, [fake_nvml.with_gpm(fake_nvml.running(fake_nvml.gpu(0, fan=40), procs)),
                                    fake_nvml.gpu(1, **{"fail.nvmlDeviceGetSerial": 4}),
-                                   fake_nvml.seven_1g_10gb(2)], events=[(0, 48)])
+                                   fake_nvml.with_gpm(fake_nvml.seven_1g_10gb(2), slots=range(7))], events=[(0, 48)])
         os.environ["FAKE_NVML_SCENARIO"] = scenario
         reading = SharedReading(lambda: NvmlBackend(watch_xids=True))
         gpu = GpuCollector(reading)
@@ -44,6 +45,7 @@ def families():
         deadline = time.time() + 5
         while time.time() < deadline and not any(f.name == "orchex_gpu_xid_errors" for f in gpu.collect(0)):
             time.sleep(0.6)
+        time.sleep(1.05)  # a GPM window: the next reading has the GPM families
         log = os.path.join(ROOT, "tests", "fixtures", "legacy", "selection_metrics_sample.csv")
         scraper = Scraper([gpu, GpuProcessesCollector(reading, 16), RoutingCollector([log], registry.load()),
                            ProcessCollector()])

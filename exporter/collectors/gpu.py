@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from exporter.collectors import CollectorFailed
 from exporter.exposition import Family, labels
 from exporter.gpu.backends import Backend
+from exporter.gpu.gpm import GPM_METRICS
 from exporter.gpu.health import STATES
 from exporter.gpu.reading import SharedReading, Unavailable
 from exporter.gpu.snapshot import GpuSnapshot
@@ -169,7 +170,8 @@ def gpu_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
             xids.add(s.xid_counts[xid], xlab, "_total")
             xid_last.add(s.xid_last_seen[xid], xlab)
     return [f for f in [info, up, state, *per, clocks, max_clocks, events, ecc, ecc_life, pages, rows, xids,
-                        xid_last, *mig_families(s for s in snaps if s.up)] if f.samples]
+                        xid_last, *mig_families(s for s in snaps if s.up),
+                        *gpm_families(s for s in snaps if s.up)] if f.samples]
 
 
 def mig_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
@@ -191,3 +193,24 @@ def mig_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
             if inst.memory_total is not None:
                 total.add(inst.memory_total, labels(gpu=s.index, uuid=s.uuid, **ids))
     return [mig, used, total]
+
+
+def gpm_families(snaps: Iterable[GpuSnapshot]) -> list[Family]:
+    """The GPM families (exporter/gpu/gpm.py), averaged over the window since the previous reading: a
+    series per GPU, or under MIG per instance (labelled gpu_instance); orchex_gpu_gpm_supported says
+    which GPUs have GPM at all."""
+    supported = Family("orchex_gpu_gpm_supported", "gauge",
+                       "1 when the GPU has NVML GPM (Hopper and later), which the orchex_gpu_*_active_ratio and "
+                       "*_bytes_per_second families come from; they appear from the second reading on.")
+    families = [Family(f"orchex_gpu_{m.key}", "gauge", m.help + " From NVML GPM, over the window since the previous "
+                       "reading; per MIG instance under MIG.") for m in GPM_METRICS]
+    for s in snaps:
+        if s.gpm_supported is not None:
+            supported.add(1 if s.gpm_supported else 0, labels(gpu=s.index, uuid=s.uuid))
+        for fam, m in zip(families, GPM_METRICS):
+            if m.key in s.gpm:
+                fam.add(s.gpm[m.key], labels(gpu=s.index, uuid=s.uuid))
+            for inst in s.mig_instances:
+                if m.key in inst.gpm:
+                    fam.add(inst.gpm[m.key], labels(gpu=s.index, uuid=s.uuid, gpu_instance=inst.gpu_instance))
+    return [supported, *families]

@@ -77,7 +77,7 @@ def as_json(s: GpuSnapshot) -> dict[str, Any]:
         if v is None or v == {} or v == [] or k == "errors" and not v:
             continue
         if k in ("mig_instances", "processes"):
-            v = [{a: b for a, b in vars(m).items() if b is not None} for m in v]
+            v = [{a: b for a, b in vars(m).items() if b is not None and b != {}} for m in v]
         elif k == "ecc_errors":
             v = {f"{a}_{b}": n for (a, b), n in v.items()}
         elif isinstance(v, dict):

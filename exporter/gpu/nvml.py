@@ -20,6 +20,7 @@ from typing import Any
 
 import pynvml as N
 
+from exporter.gpu.gpm import GPM_METRICS, MIN_WINDOW_SECONDS
 from exporter.gpu.snapshot import GpuProcess, GpuSnapshot, MigInstance
 
 CLOCKS = {"graphics": N.NVML_CLOCK_GRAPHICS, "sm": N.NVML_CLOCK_SM, "memory": N.NVML_CLOCK_MEM,
@@ -138,6 +139,16 @@ def _process_samples(h: Any, since: int) -> list[Any]:
         raise
 
 
+class _Window:
+    """Two GPM samples, allocated once for a GPU or MIG instance and reused: `samples[0]` holds the
+    start of the current window (taken at `taken`, monotonic), `samples[1]` receives its end."""
+
+    def __init__(self, samples: list[Any]) -> None:
+        self.samples = samples
+        self.taken: float | None = None
+        self.values: dict[str, float] = {}
+
+
 def _text(v: Any) -> Any:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
@@ -163,6 +174,10 @@ class NvmlBackend:
         # uuid -> fields that do not change while the GPU is in the machine
         self._static: dict[str, dict[str, Any]] = {}
         self._samples_seen: dict[str, int] = {}  # uuid -> timestamp of the newest process sample read
+        self._gpm_support: dict[str, bool] = {}  # uuid -> whether the GPU has GPM (asked once)
+        self._windows: dict[tuple[str, str], _Window] = {}  # (GPU uuid, MIG uuid or "") -> its samples
+        self._used_windows: set[tuple[str, str]] = set()  # those the current reading reached
+        self._gpm_query: Any = None  # the nvmlGpmMetricsGet argument, reused
         self.watch_xids = watch_xids
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -187,6 +202,7 @@ class NvmlBackend:
         if self._watcher is not None:
             self._watcher.join(timeout=2)
             self._watcher = None
+        self._free_windows(keep=set())
         try:
             N.nvmlShutdown()
         except N.NVMLError:
@@ -262,6 +278,7 @@ class NvmlBackend:
         if cuda_int is not None:
             cuda = f"{cuda_int // 1000}.{cuda_int % 1000 // 10}"
         out = []
+        self._used_windows = set()
         for i in range(count):
             snap = GpuSnapshot(index=i, driver_version=driver, cuda_driver_version=cuda)
             try:
@@ -278,6 +295,8 @@ class NvmlBackend:
                     if gpu == i:
                         snap.xid_counts[xid], snap.xid_last_seen[xid] = n, last
             out.append(snap)
+        # The samples of a GPU that was lost or removed, or of a MIG instance destroyed, are freed.
+        self._free_windows(keep=self._used_windows)
         return out
 
     def _read_static(self, s: GpuSnapshot, h: Any) -> dict[str, Any]:
@@ -377,6 +396,7 @@ class NvmlBackend:
         s.pcie_link_width = c(s, "nvmlDeviceGetCurrPcieLinkWidth", N.nvmlDeviceGetCurrPcieLinkWidth, h)
         s.pcie_replays = c(s, "nvmlDeviceGetPcieReplayCounter", N.nvmlDeviceGetPcieReplayCounter, h)
         self._read_processes(s, h)
+        self._read_gpm(s, h)
 
     def _read_processes(self, s: GpuSnapshot, h: Any) -> None:
         procs = self._versioned(s, "nvmlDeviceGetComputeRunningProcesses", N.nvmlDeviceGetComputeRunningProcesses_v3,
@@ -404,6 +424,88 @@ class NvmlBackend:
         for p in s.processes:
             got = by_pid.get(p.pid)
             p.sm_utilization = sum(got) / len(got) if got else 0.0
+
+    def _read_gpm(self, s: GpuSnapshot, h: Any) -> None:
+        """GPM metrics over the window since the previous reading: per GPU, or under MIG per instance
+        (by its GPU instance id, and known by its UUID). A GPU without GPM has none, and no error."""
+        if s.uuid not in self._gpm_support:
+            support = self._call(s, "nvmlGpmQueryDeviceSupport", N.nvmlGpmQueryDeviceSupport, h)
+            if support is None and "nvmlGpmQueryDeviceSupport" in s.errors:
+                return  # unknown: asked again next time
+            self._gpm_support[s.uuid] = bool(support is not None and support.isSupportedDevice)
+        s.gpm_supported = self._gpm_support[s.uuid]
+        if not s.gpm_supported:
+            return
+        if not s.mig_mode:
+            s.gpm = self._gpm_window(s, (s.uuid, ""), "nvmlGpmSampleGet", N.nvmlGpmSampleGet, h)
+            return
+        for inst in s.mig_instances:
+            if inst.gpu_instance is not None:
+                inst.gpm = self._gpm_window(s, (s.uuid, inst.uuid), "nvmlGpmMigSampleGet", N.nvmlGpmMigSampleGet,
+                                            h, inst.gpu_instance)
+
+    def _gpm_window(self, s: GpuSnapshot, key: tuple[str, str], function: str, take: Callable[..., Any],
+                    *args: Any) -> dict[str, float]:
+        """The metrics of the window that ends now; the first call only starts one, and a window
+        shorter than MIN_WINDOW_SECONDS serves the previous values."""
+        self._used_windows.add(key)
+        w = self._windows.get(key)
+        if w is None:
+            samples = [self._call(s, "nvmlGpmSampleAlloc", N.nvmlGpmSampleAlloc) for _ in range(2)]
+            if None in samples:
+                self._free(samples)
+                return {}
+            w = self._windows[key] = _Window(samples)
+        now = time.monotonic()
+        if w.taken is not None and now - w.taken < MIN_WINDOW_SECONDS:
+            return w.values
+        end = w.samples[1] if w.taken is not None else w.samples[0]
+        if self._call(s, function, take, *args, end) is None:
+            w.taken, w.values = None, {}  # the window is broken: start a new one
+            return {}
+        if w.taken is None:
+            w.taken = now
+            return {}
+        w.values = self._gpm_metrics(s, w.samples[0], w.samples[1])
+        w.samples.reverse()
+        w.taken = now
+        return w.values
+
+    def _gpm_metrics(self, s: GpuSnapshot, start: Any, end: Any) -> dict[str, float]:
+        """Each metric on its own: one the driver does not support is left out; one that fails is
+        left out and counted."""
+        query = self._gpm_query
+        if query is None:  # 19 KB, and the same metrics every time: made once (readings do not overlap)
+            query = self._gpm_query = N.c_nvmlGpmMetricsGet_t()
+            query.version, query.numMetrics = N.NVML_GPM_METRICS_GET_VERSION, len(GPM_METRICS)
+            for i, m in enumerate(GPM_METRICS):
+                query.metrics[i].metricId = m.metric_id
+        query.sample1, query.sample2 = start, end
+        if self._call(s, "nvmlGpmMetricsGet", N.nvmlGpmMetricsGet, query) is None:
+            return {}
+        values = {}
+        metrics = query.metrics
+        for i, m in enumerate(GPM_METRICS):
+            got = metrics[i]
+            if got.nvmlReturn == N.NVML_SUCCESS:
+                values[m.key] = got.value * m.scale
+            elif got.nvmlReturn != N.NVML_ERROR_NOT_SUPPORTED:
+                code = error_name(got.nvmlReturn)
+                self._count_error("nvmlGpmMetricsGet", code)
+                s.errors["nvmlGpmMetricsGet"] = code
+        return values
+
+    def _free(self, samples: list[Any]) -> None:
+        for sample in samples:
+            if sample is not None:
+                try:
+                    N.nvmlGpmSampleFree(sample)
+                except N.NVMLError as e:
+                    self._count_error("nvmlGpmSampleFree", error_name(e.value))
+
+    def _free_windows(self, keep: set[tuple[str, str]]) -> None:
+        for key in [k for k in self._windows if k not in keep]:
+            self._free(self._windows.pop(key).samples)
 
     def _read_mig(self, s: GpuSnapshot, h: Any) -> list[MigInstance]:
         """The GPU's MIG instances, read afresh each time: instances are destroyed and created while

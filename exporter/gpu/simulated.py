@@ -68,6 +68,7 @@ GPU_KEYS: dict[str, Callable[[Any], str | None]] = {
     "power_reads_na": _flag, "lost": _flag,
     "mig": _mig,  # MIG mode with these instances
     "processes": _commands,  # model servers running on it, by name; under MIG, one per instance in turn
+    "gpm": _flag,  # GPM profiling metrics (a Hopper GPU), derived from the load
 }
 MAX_GPUS = 64
 
@@ -101,6 +102,15 @@ def load_fleet(path: str | None = None) -> tuple[int, list[dict[str, Any]]]:
     if problems:
         raise ProblemList(path, problems)
     return seed, [dict(g, memory_total=parse_size(g.get("memory_total", "16GiB"))) for g in gpus]
+
+
+def activity(load: float) -> dict[str, float]:
+    """GPM activity for a load: a serving LLM keeps its SMs and memory busier than its tensor pipes."""
+    return {"graphics_engine_active_ratio": load, "sm_active_ratio": 0.9 * load, "sm_occupancy_ratio": 0.5 * load,
+            "tensor_active_ratio": 0.6 * load, "dram_active_ratio": 0.7 * load, "fp64_active_ratio": 0.01 * load,
+            "fp32_active_ratio": 0.2 * load, "fp16_active_ratio": 0.3 * load,
+            "pcie_transmit_bytes_per_second": 2e9 * load, "pcie_receive_bytes_per_second": 1e9 * load,
+            "nvlink_transmit_bytes_per_second": 0.0, "nvlink_receive_bytes_per_second": 0.0}
 
 
 class SimulatedBackend:
@@ -167,6 +177,9 @@ class SimulatedBackend:
         s.remapped_rows = {"corrected": 0, "uncorrected": 0}
         s.row_remap_pending = s.row_remap_failure = False
         s.pcie_link_generation, s.pcie_link_width, s.pcie_replays = (5, 16, 0) if "H100" in s.name else (3, 16, 0)
+        s.gpm_supported = bool(g.get("gpm"))
+        if s.gpm_supported:
+            s.gpm = activity(round(util, 2))
         if g.get("mig"):
             self._split(s, g["mig"], rng, now)
         self._run(s, g.get("processes", []), util)
@@ -177,13 +190,15 @@ class SimulatedBackend:
         utilisation is then unsupported, as on a real GPU, and its memory is the instances' sum."""
         s.mig_mode = True
         s.utilization = s.memory_utilization = None
+        s.gpm = {}  # per instance under MIG
         for slot, profile in enumerate(profiles):
             total = int(MIG_PROFILE.fullmatch(profile)[2]) * 2**30  # type: ignore[index]
             load = 0.5 + 0.4 * math.sin(slot + now / 60) + rng.uniform(-0.05, 0.05)
             s.mig_instances.append(MigInstance(
                 uuid=f"MIG-5{self.seed:07x}-{s.index:04x}-4000-8000-{slot:012x}", gpu_instance=slot + 1,
                 compute_instance=0, profile=profile, memory_total=total,
-                memory_used=int(total * min(0.97, max(0.02, load)))))
+                memory_used=int(total * min(0.97, max(0.02, load))),
+                gpm=activity(min(1.0, max(0.0, load))) if s.gpm_supported else {}))
         s.memory_used = sum(i.memory_used or 0 for i in s.mig_instances)
         s.memory_free = s.memory_total - s.memory_used - s.memory_reserved  # type: ignore[operator]
 

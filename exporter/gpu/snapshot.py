@@ -14,6 +14,7 @@ class MigInstance:
     profile: str = ""  # 1g.10gb, 3g.40gb: what nvmlDeviceGetName says after "MIG "
     memory_used: int | None = None  # bytes
     memory_total: int | None = None
+    gpm: dict = field(default_factory=dict)  # GPM key (exporter/gpu/gpm.py) -> value over the last window
 
 
 @dataclass
@@ -70,6 +71,8 @@ class GpuSnapshot:
     pcie_replays: int | None = None
     compute_processes: int | None = None
     processes: list[GpuProcess] | None = None  # None when the driver could not list them
+    gpm_supported: bool | None = None
+    gpm: dict = field(default_factory=dict)  # outside MIG; under MIG each instance has its own
     xid_counts: dict = field(default_factory=dict)  # xid code -> events seen
     xid_last_seen: dict = field(default_factory=dict)  # xid code -> unix time
     errors: dict = field(default_factory=dict)  # NVML function -> error name, for fields that failed

@@ -92,3 +92,19 @@ def running(gpu_dict, processes):
     for i, p in enumerate(processes):
         g.update({f"proc.{i}.{k}": v for k, v in p.items()})
     return g
+
+
+# GPM metric id -> what the fake reports (percent, or MiB/s for PCIe 20/21 and NVLink 60/61).
+GPM_VALUES = {1: 60.0, 2: 55.5, 3: 30.25, 5: 42.0, 10: 70.0, 11: 0.5, 12: 12.0, 13: 25.0, 20: 100.0, 21: 200.0,
+              60: 1024.0, 61: 2048.0}
+
+
+def with_gpm(gpu_dict, values=GPM_VALUES, slots=()):
+    """`gpu_dict` with GPM: `values` for the whole GPU, or, for each MIG slot in `slots`, for that
+    instance (scaled by its slot + 1, so instances differ)."""
+    g = dict(gpu_dict, gpm=1)
+    if not slots:
+        g.update({f"gpm.{m}": v for m, v in values.items()})
+    for slot in slots:
+        g.update({f"mig.{slot}.gpm.{m}": v * (slot + 1) / 8 for m, v in values.items()})
+    return g

@@ -456,6 +456,103 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(void *h, sample_t *samples, unsigne
 }
 #endif
 
+#ifndef OLD_DRIVER /* drivers before GPM (R520) have none of these */
+/* GPM. gpu.N.gpm=1: the GPU has it. gpu.N.gpm.<metricId>=<value> (percent or MiB/s, as NVML reports)
+   for the GPU, gpu.N.mig.SLOT.gpm.<metricId> for a MIG instance; a metric without a value answers
+   NOT_SUPPORTED inside a good answer, and gpu.N[.mig.SLOT].gpm_fail.<metricId>=<code> fails it. The
+   values are constant rates, so any window gives them. Live samples are counted: FAKE_NVML_LEDGER
+   names a file that holds their number after every allocation and free. */
+typedef struct { int gpu, slot; unsigned long long seq; } gpm_sample_t; /* slot -1: the whole GPU */
+static int live_samples;
+static unsigned long long gpm_seq;
+static void ledger(int delta) {
+    pthread_mutex_lock(&mu);
+    live_samples += delta;
+    const char *path = getenv("FAKE_NVML_LEDGER");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (f) { fprintf(f, "%d\n", live_samples); fclose(f); }
+    pthread_mutex_unlock(&mu);
+}
+typedef struct { unsigned int version, supported; } gpm_support_t;
+nvmlReturn_t nvmlGpmQueryDeviceSupport(void *h, gpm_support_t *s) {
+    PRE(h)
+    if (s->version != 1) return 25; /* ARGUMENT_VERSION_MISMATCH */
+    const char *v = gget(g, "gpm");
+    s->supported = v && atoi(v);
+    return OK;
+}
+nvmlReturn_t nvmlGpmSampleAlloc(gpm_sample_t **out) {
+    if (!initialized) return UNINIT;
+    if (!out) return INVALID;
+    *out = calloc(1, sizeof **out);
+    (*out)->gpu = -1;
+    ledger(1);
+    return OK;
+}
+nvmlReturn_t nvmlGpmSampleFree(gpm_sample_t *sample) {
+    if (!sample) return INVALID;
+    free(sample);
+    ledger(-1);
+    return OK;
+}
+static nvmlReturn_t gpm_take(const char *fn, void *h, int slot, gpm_sample_t *sample) {
+    nvmlReturn_t r = check(h, fn);
+    if (r) return r;
+    int g = DEV(h);
+    const char *v = gget(g, "gpm");
+    if (!v || !atoi(v)) return NOT_SUPPORTED;
+    if (!sample) return INVALID;
+    sample->gpu = g;
+    sample->slot = slot;
+    sample->seq = __sync_add_and_fetch(&gpm_seq, 1);
+    return OK;
+}
+nvmlReturn_t nvmlGpmSampleGet(void *h, gpm_sample_t *sample) {
+    unsigned int mig = 0;
+    if (h && uint_field(DEV(h), "mig_mode", &mig) == OK && mig) return NOT_SUPPORTED; /* per instance there */
+    return gpm_take(__func__, h, -1, sample);
+}
+nvmlReturn_t nvmlGpmMigSampleGet(void *h, unsigned int gi, gpm_sample_t *sample) {
+    if (!h) return INVALID;
+    for (int slot = 0; slot < MAXMIG; slot++) {
+        char k[64];
+        snprintf(k, sizeof k, "mig.%d.gi", slot);
+        const char *v = gget(DEV(h), k);
+        if (v && strtoul(v, NULL, 10) == gi) return gpm_take(__func__, h, slot, sample);
+    }
+    return 6; /* NOT_FOUND: no such GPU instance */
+}
+typedef struct { char *shortName, *longName, *unit; } metric_info_t;
+typedef struct { unsigned int metricId; nvmlReturn_t nvmlReturn; double value; metric_info_t info; } gpm_metric_t;
+typedef struct {
+    unsigned int version, numMetrics;
+    gpm_sample_t *sample1, *sample2;
+    gpm_metric_t metrics[477];
+} gpm_get_t;
+nvmlReturn_t nvmlGpmMetricsGet(gpm_get_t *m) {
+    if (!initialized) return UNINIT;
+    if (!m) return INVALID;
+    if (m->version != 1) return 25;
+    gpm_sample_t *a = m->sample1, *b = m->sample2;
+    if (m->numMetrics > 477 || !a || !b || a->gpu < 0 || a->gpu != b->gpu || a->slot != b->slot || b->seq <= a->seq)
+        return INVALID; /* not two samples of one device, in order */
+    for (unsigned int i = 0; i < m->numMetrics; i++) {
+        char k[80], f[80];
+        if (a->slot < 0) {
+            snprintf(k, sizeof k, "gpm.%u", m->metrics[i].metricId);
+            snprintf(f, sizeof f, "gpm_fail.%u", m->metrics[i].metricId);
+        } else {
+            snprintf(k, sizeof k, "mig.%d.gpm.%u", a->slot, m->metrics[i].metricId);
+            snprintf(f, sizeof f, "mig.%d.gpm_fail.%u", a->slot, m->metrics[i].metricId);
+        }
+        const char *v = gget(a->gpu, k), *fail = gget(a->gpu, f);
+        m->metrics[i].nvmlReturn = fail ? atoi(fail) : v ? OK : NOT_SUPPORTED;
+        m->metrics[i].value = v && !fail ? strtod(v, NULL) : 0.0;
+    }
+    return OK;
+}
+#endif
+
 /* XID events. One event set is enough for the backend; events carry the registered device. */
 typedef struct { void *device; unsigned long long eventType, eventData; unsigned int gi, ci; } event_t;
 nvmlReturn_t nvmlEventSetCreate(void **set) { if (!initialized) return UNINIT; *set = (void *)1; return OK; }
