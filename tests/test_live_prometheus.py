@@ -129,6 +129,12 @@ def test_recording_rules_evaluate_on_real_series(stack):
     # GPM: GPU 0 at 42 % tensor activity, its seven MIG instances at 42 % x (k + 1) / 8 on GPU 2.
     tensor = prom.wait_for('job:orchex_gpu_tensor_active_ratio:avg{job="orchex_nvml"}')
     assert float(tensor[0]["value"][1]) == pytest.approx(0.42 * (1 + sum(k + 1 for k in range(7)) / 8) / 8)
+    # The opt-in dcgm-exporter series, from the same scrape.
+    temp = prom.wait_for('DCGM_FI_DEV_GPU_TEMP{job="orchex_nvml"}', lambda r: len(r) == 3)
+    assert {(r["metric"]["gpu"], r["metric"]["Hostname"], r["metric"]["modelName"]): float(r["value"][1])
+            for r in temp} == {("0", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 40.0,
+                               ("1", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 88.0,
+                               ("2", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 40.0}
     power = prom.wait_for('instance:orchex_gpu_power_watts:sum{job="orchex_nvml"}')
     assert float(power[0]["value"][1]) == 300.0  # GPUs 0 and 2; GPU 1 reports no power: a sum of what exists
 

@@ -11,6 +11,7 @@ from conftest import ROOT, load_script
 
 PROM = os.path.join(ROOT, "prometheus")
 RULES = sorted(glob.glob(os.path.join(PROM, "rules", "*.yml")))
+ORCHEX_RULES = sorted(glob.glob(os.path.join(PROM, "rules", "orchex-*.yml")))  # dcgm-compat.yml keeps dcgm's names
 
 
 def promtool(*args):
@@ -47,6 +48,27 @@ def generator():
 def test_committed_alerts_are_what_the_generator_writes():
     gen = generator()
     assert open(gen.OUT).read() == gen.render(), "prometheus/rules/orchex-alerts.yml is stale: run `make rules`"
+    assert open(gen.DCGM_OUT).read() == gen.render_dcgm(), "prometheus/rules/dcgm-compat.yml is stale: run `make rules`"
+
+
+def test_every_dcgm_unit_conversion_is_pinned(tmp_path):
+    """Each dcgm-compatible series, its value doubled or its dcgm label lost, fails the promtool test."""
+    gen = generator()
+    test = open(os.path.join(PROM, "tests", "dcgm-compat.test.yml")).read()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "tests" / "t.yml").write_text(test)
+    survivors = []
+    for name, expr in gen.DCGM_SERIES:
+        for broken in (f"({expr}) * 2", f'label_replace({expr}, "gpu", "", "gpu", ".*")'):
+            series = tuple((n, broken if n == name else e) for n, e in gen.DCGM_SERIES)
+            rules = [{"record": n, "expr": gen.dcgm_expr(e)} for n, e in series]
+            (tmp_path / "rules" / "dcgm-compat.yml").write_text(gen.render_groups({"dcgm-compat": rules}))
+            res = subprocess.run(["promtool", "test", "rules", "tests/t.yml"], capture_output=True, text=True,
+                                 cwd=tmp_path)
+            if res.returncode == 0:
+                survivors.append(f"{name}: {broken}")
+    assert not survivors, survivors
 
 
 def alert_cases():
@@ -69,7 +91,7 @@ def runbook_sections():
 def test_alert_conventions_cases_and_runbooks():
     cases, runbooks = alert_cases(), runbook_sections()
     alerts = set()
-    for path in RULES:
+    for path in ORCHEX_RULES:
         for group in yaml.safe_load(open(path))["groups"]:
             for rule in group["rules"]:
                 if "alert" not in rule:

@@ -1,4 +1,4 @@
-"""Write deploy/kubernetes/base/prometheusrule.yaml from prometheus/rules/*.yml: the same groups, as a
+"""Write deploy/kubernetes/base/prometheusrule.yaml from prometheus/rules/orchex-*.yml: the same groups, as a
 Prometheus Operator PrometheusRule, so the rules have one source. `make kubernetes` writes it;
 without --write it prints it (the test compares the two)."""
 
@@ -15,7 +15,7 @@ OUT = os.path.join(ROOT, "deploy", "kubernetes", "base", "prometheusrule.yaml")
 def groups():
     out = []
     for name in sorted(os.listdir(RULES)):
-        if name.endswith((".yml", ".yaml")):
+        if name.startswith("orchex-") and name.endswith(".yml"):  # dcgm-compat.yml is opt-in
             with open(os.path.join(RULES, name)) as f:
                 out += yaml.safe_load(f)["groups"]
     return out
