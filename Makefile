@@ -9,7 +9,7 @@ PUSHGATEWAY_URL ?= http://127.0.0.1:9091
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := prometheus promtool prometheus-pushgateway amtool cc openssl docker-compose
 
-.PHONY: install kernel wheel fuzz run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
+.PHONY: proto install kernel wheel fuzz run test lint perf bench bench-push system-deps dashboard-types docs dashboards rules kubernetes lock fleet fleet-deps fleet-check clean
 
 # The installer's chatter goes to a log, shown only when the install fails: `make run` should show
 # orchex's own lines, not pip's.
@@ -31,6 +31,10 @@ kernel: install
 	@for c in $(KERNELS); do so=$$(ls $${c%.c}*.so 2>/dev/null | head -n 1); \
 	  if [ -z "$$so" ] || [ $$c -nt "$$so" ]; then stale=1; fi; done; \
 	if [ -n "$$stale" ]; then $(BIN)/pip install --no-deps -e . >> $(VENV)/install.log 2>&1 || true; fi
+
+# The kubelet's pod-resources client, generated from the vendored exporter/kubernetes/api.proto.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. exporter/kubernetes/api.proto
 
 # The wheel the container image installs (deploy/Dockerfile builds the same), into dist/; it must
 # carry the C kernel: without a compiler this fails, where a source install quietly goes without.
@@ -104,7 +108,11 @@ bench-push: install
 # The image's hash-pinned dependencies, from pyproject.toml.
 lock: install
 	$(BIN)/pip install -q pip-tools
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header -o deploy/requirements.lock pyproject.toml
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --no-emit-index-url --no-emit-find-links \
+	  --extra kubernetes -o deploy/requirements.lock pyproject.toml
+	@{ echo "# Runtime dependencies of the image (with the kubernetes extra), pinned with hashes: make lock."; \
+	   echo "# The Dockerfile installs exactly these."; cat deploy/requirements.lock; } > deploy/requirements.lock.tmp \
+	  && mv deploy/requirements.lock.tmp deploy/requirements.lock
 
 # A fleet on this machine: N exporters, Prometheus in agent mode, VictoriaMetrics (Debian's packages).
 HOSTS ?= 20

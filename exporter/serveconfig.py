@@ -1,6 +1,7 @@
 """`orchex serve` settings: every flag has a config-file key of the same name (`--web.listen-address`
 is `web.listen-address:`), and a flag given on the command line wins over the file."""
 
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,13 +13,15 @@ from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.gpu.health import Thresholds
 from exporter.gpu.simulated import load_fleet
 from exporter.httpserver import parse_address
+from exporter.kubernetes.attribution import DEFAULT_RESOURCES
 from exporter.logfmt import LEVELS
 from exporter.policy import POLICY
 from exporter.routing import registry
 from exporter.routing.registry import Registry
 from exporter.webconfig import WebConfig
 
-COLLECTORS = ("gpu", "gpu-processes", "routing", "process")  # each a module of exporter/collectors/
+COLLECTORS = ("gpu", "gpu-processes", "routing", "process", "kubernetes")  # each a module of exporter/collectors/
+OFF_BY_DEFAULT = ("kubernetes",)
 DEFAULTS: dict[str, Any] = {
     "web.listen-address": ":9847",
     "web.telemetry-path": "/metrics",
@@ -32,7 +35,11 @@ DEFAULTS: dict[str, Any] = {
     "routing.max-series": 10_000,
     "gpu-processes.max-per-gpu": 16,
     "log.level": "info",
-    **{f"collector.{name}": True for name in COLLECTORS},
+    **{f"collector.{name}": name not in OFF_BY_DEFAULT for name in COLLECTORS},
+    "kubernetes.pod-resources-socket": "/var/lib/kubelet/pod-resources/kubelet.sock",
+    "kubernetes.refresh-interval": 10.0,
+    "kubernetes.resource-names": list(DEFAULT_RESOURCES),
+    "kubernetes.max-series": 2000,
     # The health model's thresholds (exporter/gpu/health.py), from the policy the alerts share.
     "health.temperature-celsius": POLICY.temperature_celsius,
     "health.utilization-ratio": POLICY.utilization_ratio,
@@ -125,6 +132,12 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     else "must be a positive integer up to 100,000",
     "routing.max-series": _whole(100, 1_000_000),
     "gpu-processes.max-per-gpu": _whole(1, 1_000),
+    "kubernetes.pod-resources-socket": lambda v: None if isinstance(v, str) and v else "must be a socket path",
+    "kubernetes.refresh-interval": lambda v: None if _is_number(v) and 1 <= v <= 3600
+    else "must be a number of seconds from 1 to 3,600",
+    "kubernetes.resource-names": lambda v: None if isinstance(v, list) and v and all(
+        isinstance(r, str) and r for r in v) else "must be a list of resource names or globs, such as nvidia.com/gpu",
+    "kubernetes.max-series": _whole(1, 1_000_000),
     "log.level": _one_of(LEVELS),
     **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
        for name in COLLECTORS},
@@ -165,6 +178,8 @@ def load(flags: dict[str, Any], config_path: str | None) -> Settings:
     for key, v in flags.items():
         if v is not None and v != []:
             values[key] = _check(key, v, f"--{key}")
+    if values["collector.kubernetes"] and importlib.util.find_spec("grpc") is None:
+        raise UsageError("collector kubernetes needs grpcio: pip install 'orchex[kubernetes]' (the image has it)")
     if values["gpu-backend"] != "nvml":
         load_fleet(values["fleet"])  # a bad fleet is refused now, not found by a later scrape
     return Settings(values, registry.load(values["registry"]), webconfig.load(values["web.config.file"]))

@@ -142,6 +142,7 @@ def gpu_dashboard() -> Json:
     p = POLICY
     gpu_legend = "{{instance}} GPU {{gpu}} ({{backend}})"
     gpm_legend = "{{instance}} GPU {{gpu}} {{gpu_instance}} ({{backend}})"
+    pod_legend = "{{instance}} {{namespace}}/{{pod}} ({{backend}})"
     hot = steps((None, "green"), (p.temperature_celsius, "red"))
     unhealthy = f'orchex_gpu_health_state{{{GPU},state!="HEALTHY"}}'
     v = host_variables() + [variable("gpu", f"label_values(orchex_gpu_info{{{SEL}}}, gpu)", "GPU")]
@@ -233,6 +234,19 @@ def gpu_dashboard() -> Json:
         panel("Processes per GPU", "Compute processes on each GPU, and how many of them orchex could not name.",
               "none", (tagged(f"orchex_gpu_compute_processes{{{GPU}}}"), "{{instance}} GPU {{gpu}} ({{backend}})"),
               (tagged(f"orchex_gpu_processes_unresolved{{{GPU}}}"), "{{instance}} GPU {{gpu}} unnamed ({{backend}})")),
+        row("By namespace and pod"),
+        panel("GPU utilization by pod", "Utilization of the whole GPUs each pod holds (the kubernetes collector's "
+              "orchex_gpu_pod_info; the namespace_pod recording rules). Pods sharing a GPU by time-slicing each see "
+              "the GPU's own; MIG instances have no utilization.", "percentunit",
+              (tagged(f"namespace_pod:orchex_gpu_utilization_ratio:avg{{{SEL}}}"), pod_legend)),
+        panel("Tensor activity by pod", "Tensor activity (NVML GPM) of the GPUs and MIG instances each pod holds.",
+              "percentunit", (tagged(f"namespace_pod:orchex_gpu_tensor_active_ratio:avg{{{SEL}}}"), pod_legend)),
+        panel("GPU memory by pod", "Memory used on the GPUs and MIG instances each pod holds; a whole GPU shared by "
+              "time-slicing counts for each pod that shares it.", "bytes",
+              (tagged(f"namespace_pod:orchex_gpu_memory_used_bytes:sum{{{SEL}}}"), pod_legend)),
+        panel("GPUs held by namespace", "GPUs and MIG instances assigned to each namespace's containers.", "none",
+              (tagged(f"namespace:orchex_gpu_devices_held:count{{{SEL}}}"), "{{instance}} {{namespace}} ({{backend}})"),
+              kind="bargauge"),
         row("Errors and repairs"),
         panel("XID events since the exporter started", "XID events per GPU and code, as counted; a step up is an "
               "event. Independent of the zoom level.", "none",

@@ -5,7 +5,7 @@ import pathlib
 import sys
 import tempfile
 
-ALL = ("select", "gpu_read", "exporter", "daemon", "attacks", "bench", "analytics", "fleet")
+ALL = ("select", "gpu_read", "exporter", "daemon", "attacks", "bench", "analytics", "fleet", "kubernetes")
 
 
 def main(names):

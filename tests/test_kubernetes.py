@@ -86,11 +86,12 @@ def test_base_renders_valid_objects_in_the_orchex_namespace():
 def test_the_daemonset_passes_the_restricted_profile_and_the_check_can_fail():
     pod = one(render("base"), "DaemonSet")["spec"]["template"]["spec"]
     assert restricted_violations(pod) == []
-    # The overlay's host path is what "restricted" refuses, and why the overlay relabels it baseline.
+    # The overlay's host path is what "restricted" (and "baseline") refuse, and why the overlay
+    # relabels it privileged.
     overlay = render(os.path.join("overlays", "example"))
     assert restricted_violations(one(overlay, "DaemonSet")["spec"]["template"]["spec"]) == [
         "volume router-logs: ['hostPath']"]
-    assert one(overlay, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert one(overlay, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert restricted_violations({"containers": [{"name": "x"}]})  # an empty security context fails
 
 
@@ -112,6 +113,27 @@ def test_the_overlay_configures_the_cluster():
     assert all(d["metadata"]["labels"]["release"] == "prometheus" for d in docs)
 
 
+def test_the_pod_attribution_overlay_mounts_the_pod_resources_directory():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    docs = render(os.path.join("overlays", "pod-attribution"))
+    for d in docs:
+        if d["apiVersion"] != "monitoring.coreos.com/v1":
+            kubernetes_validate.validate(d, KUBERNETES_VERSION, strict=True)
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--collector.kubernetes" in container["args"]
+    assert container["volumeMounts"] == [{"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources",
+                                          "readOnly": True}]
+    assert pod["volumes"] == [{"name": "pod-resources",
+                               "hostPath": {"path": "/var/lib/kubelet/pod-resources", "type": "Directory"}}]
+    # What "restricted" refuses here is what its comment says: the host path and the root user.
+    assert restricted_violations(pod) == ["volume pod-resources: ['hostPath']", "orchex: runAsNonRoot must be true",
+                                          "orchex: runAsUser 0"]
+    assert one(docs, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert pod["priorityClassName"] == "system-node-critical" and "hostPID" not in pod
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
 def crd_errors(doc):
     """What the CRD schema for `doc`'s kind refuses in it; empty when it is valid."""
     import jsonschema
@@ -121,7 +143,8 @@ def crd_errors(doc):
             for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
 
 
-@pytest.mark.parametrize("folder", ["base", os.path.join("overlays", "example")])
+@pytest.mark.parametrize("folder", ["base", os.path.join("overlays", "example"),
+                                    os.path.join("overlays", "pod-attribution")])
 def test_operator_objects_validate_against_the_crd_schemas(folder):
     docs = [d for d in render(folder) if d["apiVersion"] == "monitoring.coreos.com/v1"]
     assert sorted(d["kind"] for d in docs) == ["PrometheusRule", "ServiceMonitor"]

@@ -10,6 +10,7 @@ import pytest
 
 import fake_nvml
 from conftest import LEGACY, ROOT, Served, fake_env
+from fake_kubelet import Kubelet, pod
 from live import Prometheus, Pushgateway
 
 # Four XID events: two of 48 on GPU 1 (critical: FAULT), 94 and 13 on GPU 0 (warning, application).
@@ -31,7 +32,15 @@ def stack(tmp_path_factory, fake_nvml_dir):
                                fake_nvml.with_gpm(fake_nvml.seven_1g_10gb(2), slots=range(7))], events=XIDS)
     log = folder / "sel.csv"
     log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read() + "not a row\n")
-    nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}"], fake_env(fake_nvml_dir, scenario))
+    # A kubelet that gives GPU 0 to two pods by time-slicing and MIG instance 7 of GPU 2 to a third.
+    sock = str(folder / "kubelet.sock")
+    kubelet = Kubelet(sock, [pod("llm", "vllm-a", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"] + "::0"])]}),
+                             pod("llm", "vllm-b", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"] + "::1"])]}),
+                             pod("team-b", "tgi", {"main": [("nvidia.com/mig-1g.10gb",
+                                                             [fake_nvml.seven_1g_10gb(2)["mig.0.uuid"]])]})]).start()
+    nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}", "--collector.kubernetes",
+                   f"--kubernetes.pod-resources-socket={sock}", "--kubernetes.refresh-interval=1"],
+                  fake_env(fake_nvml_dir, scenario))
     sim = Served(["--gpu-backend=simulated", f"--selection-log={log}"])
     gateway = Pushgateway(str(folder))
     bench = subprocess.run([sys.executable, "-m", "exporter", "bench", "30", "--push", gateway.url, "--job", "bench_ci",
@@ -44,6 +53,7 @@ def stack(tmp_path_factory, fake_nvml_dir):
     yield prom, nvml, sim, log
     prom.stop()
     nvml.stop()
+    kubelet.stop()
     sim.stop()
     gateway.stop()
 
@@ -114,8 +124,9 @@ def test_routing_series_and_the_legacy_effectiveness_figures(stack):
 
 def test_self_metrics(stack):
     prom, *_ = stack
-    ok = prom.wait_for('orchex_scrape_collector_success{job="orchex_nvml"}', lambda r: len(r) == 4)
-    assert by(ok, "collector") == {"gpu": 1.0, "gpu-processes": 1.0, "routing": 1.0, "process": 1.0}
+    ok = prom.wait_for('orchex_scrape_collector_success{job="orchex_nvml"}', lambda r: len(r) == 5)
+    assert by(ok, "collector") == {"gpu": 1.0, "gpu-processes": 1.0, "routing": 1.0, "process": 1.0,
+                                   "kubernetes": 1.0}
     assert prom.wait_for('orchex_build_info{job="orchex_nvml"}')[0]["metric"]["version"]
 
 
@@ -135,6 +146,15 @@ def test_recording_rules_evaluate_on_real_series(stack):
             for r in temp} == {("0", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 40.0,
                                ("1", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 88.0,
                                ("2", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 40.0}
+    # By pod: the two pods time-slicing GPU 0 each see its utilisation and memory; the MIG pod its instance's.
+    util = prom.wait_for("namespace_pod:orchex_gpu_utilization_ratio:avg", lambda r: len(r) == 2)
+    assert by(util, "pod") == {"vllm-a": 0.45, "vllm-b": 0.45}
+    memory = prom.wait_for("namespace_pod:orchex_gpu_memory_used_bytes:sum", lambda r: len(r) == 3)
+    assert by(memory, "pod") == {"vllm-a": 8589934592, "vllm-b": 8589934592, "tgi": 512 << 20}
+    tensor = prom.wait_for("namespace_pod:orchex_gpu_tensor_active_ratio:avg", lambda r: len(r) == 3)
+    assert by(tensor, "pod") == pytest.approx({"vllm-a": 0.42, "vllm-b": 0.42, "tgi": 0.42 / 8})
+    assert by(prom.wait_for("namespace:orchex_gpu_devices_held:count", lambda r: len(r) == 2), "namespace") == {
+        "llm": 1, "team-b": 1}
     power = prom.wait_for('instance:orchex_gpu_power_watts:sum{job="orchex_nvml"}')
     assert float(power[0]["value"][1]) == 300.0  # GPUs 0 and 2; GPU 1 reports no power: a sum of what exists
 

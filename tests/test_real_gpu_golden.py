@@ -23,7 +23,8 @@ def h200_scenario(path):
             clock_events=0x1, ecc_volatile_corrected=0, ecc_volatile_uncorrected=0, ecc_aggregate_corrected=0,
             ecc_aggregate_uncorrected=0, retired_pages_sbe=None, retired_pages_dbe=None,
             retired_pages_pending=None, remapped_corrected=0, remapped_uncorrected=0, remap_pending=0,
-            remap_failure=0, pcie_gen=5, pcie_width=16, pcie_replays=1, processes=0)
+            remap_failure=0, pcie_gen=5, pcie_width=16, pcie_replays=1, processes=0,
+            minor=None)  # captured before orchex read the minor number
     write(path, [g], driver_version="580.159.04", cuda_driver_version=13000)
     return path
 

@@ -69,8 +69,11 @@ class Fleet:
 
     def start(self):
         import fake_nvml
+        from fake_kubelet import Kubelet
 
         library = fake_nvml.build()
+        sock = os.path.join(self.folder, "kubelet.sock")
+        self.kubelet = Kubelet(sock, kubelet_pods()).start()
         for i, log in enumerate(self.logs):
             scenario = os.path.join(self.folder, f"gpus{i}.txt")
             gpus, events = host_scenario(random.Random(i + 1))
@@ -80,7 +83,8 @@ class Fleet:
             port = free_port()
             self.ports.append(port)
             self.spawn([sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{port}",
-                        "--gpu-backend=nvml", f"--selection-log={log}", "--log.level=warn"],
+                        "--gpu-backend=nvml", f"--selection-log={log}", "--log.level=warn", "--collector.kubernetes",
+                        f"--kubernetes.pod-resources-socket={sock}"],
                        {"LD_LIBRARY_PATH": library, "FAKE_NVML_SCENARIO": scenario})
         self.gateway_port = free_port()
         self.spawn(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.gateway_port}",
@@ -143,6 +147,7 @@ class Fleet:
 
     def close(self):
         self.stop.set()
+        self.kubelet.stop()
         for p in self.procs:
             p.terminate()
         for p in self.procs:
@@ -176,7 +181,23 @@ def host_scenario(rng):
             clock_events=0x4 if i == 0 else (0x1 if util < 0.1 else 0), ecc_volatile_corrected=rng.randrange(3),
             processes=rng.randrange(1, 4)))
     gpus[rng.randrange(GPUS)]["fail.nvmlDeviceGetPerformanceState"] = 4
+    # Hopper GPUs report GPM; the last GPU is split into seven MIG instances.
+    gpus = [fake_nvml.with_gpm(g) for g in gpus[:-1]] + [
+        fake_nvml.with_gpm(fake_nvml.seven_1g_10gb(GPUS - 1, **{k: v for k, v in gpus[-1].items()
+                                                               if k.startswith("fail.")}), slots=range(7))]
     return gpus, [(rng.randrange(GPUS), rng.choice(BACKGROUND_XIDS))]
+
+
+def kubelet_pods():
+    """What every host's kubelet answers (the hosts' GPUs share their UUIDs): GPU 0 time-sliced between
+    two pods, and a MIG instance of the last GPU to a third."""
+    import fake_nvml
+    from fake_kubelet import pod
+
+    whole, instance = fake_nvml.gpu(0)["uuid"], fake_nvml.seven_1g_10gb(GPUS - 1)["mig.0.uuid"]
+    return [pod("llm", "vllm-a", {"server": [("nvidia.com/gpu", [f"{whole}::0"])]}),
+            pod("llm", "vllm-b", {"server": [("nvidia.com/gpu", [f"{whole}::1"])]}),
+            pod("team-b", "tgi", {"main": [("nvidia.com/mig-1g.10gb", [instance])]})]
 
 
 class QueryRefused(Exception):
@@ -185,14 +206,27 @@ class QueryRefused(Exception):
 
 def queries():
     """(where, expression) of every recording rule and every dashboard target."""
-    out = []
+    out, recorded = [], {}
     for group in yaml.safe_load(open(os.path.join(ROOT, "prometheus", "rules", "orchex-recording.yml")))["groups"]:
         out += [(f"rule {r['record']}", r["expr"]) for r in group["rules"]]
+        recorded.update({r["record"]: r["expr"] for r in group["rules"]})
     for name in sorted(os.listdir(os.path.join(ROOT, "grafana", "dashboards"))):
         board = json.load(open(os.path.join(ROOT, "grafana", "dashboards", name)))
         for panel in board["panels"]:
-            out += [(f"{name[:-5]}: {panel['title']}", t["expr"]) for t in panel.get("targets", [])]
+            out += [(f"{name[:-5]}: {panel['title']}", expanded(t["expr"], recorded)) for t in panel.get("targets", [])]
     return out
+
+
+def expanded(expr, recorded):
+    """A dashboard query with each recording rule's name replaced by its expression: the fleet's agent
+    does not evaluate rules, a Prometheus server would. The dashboards select recorded series by job
+    and instance only, which `up` carries for every target."""
+    for name, rule in recorded.items():
+        def inline(m, rule=rule):
+            return f"(({rule}) and on (job, instance) up{m[1]})" if m[1] else f"({rule})"
+
+        expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:])(\{{[^}}]*\}})?", inline, expr)
+    return expr
 
 
 def concrete(expr, instance):
@@ -212,11 +246,12 @@ def check(fleet):
         try:
             if "$instance" in expr:
                 covered = sum(1 for h in hosts if fleet.query(concrete(expr, h)))
-            elif "without (instance)" in expr:  # fleet-wide by design: every host's series feed it
-                covered = len(hosts) if fleet.query(concrete(expr, None)) else 0
             else:
-                seen = {r["metric"].get("instance") for r in fleet.query(concrete(expr, None))}
-                covered = len(seen & set(hosts))
+                result = fleet.query(concrete(expr, None))
+                if result and not any("instance" in r["metric"] for r in result):
+                    covered = len(hosts)  # aggregated across hosts by design (by job, by namespace and pod)
+                else:
+                    covered = len({r["metric"].get("instance") for r in result} & set(hosts))
         except QueryRefused as e:
             failures += 1
             print(f"  REFUSED  {where}: {e}\n           {concrete(expr, hosts[0])}")

@@ -47,10 +47,23 @@ def families():
             time.sleep(0.6)
         time.sleep(1.05)  # a GPM window: the next reading has the GPM families
         log = os.path.join(ROOT, "tests", "fixtures", "legacy", "selection_metrics_sample.csv")
+        # A fake kubelet that gives GPU 0 to one container, for the kubernetes collector.
+        from exporter import serveconfig
+        from exporter.collectors.kubernetes import KubernetesCollector
+        from fake_kubelet import Kubelet, pod
+
+        sock = os.path.join(tmp, "kubelet.sock")
+        kubelet = Kubelet(sock, [pod("llm", "vllm-0", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"]])]})])
+        kubelet.start()
+        settings = serveconfig.load({"collector.kubernetes": True, "kubernetes.pod-resources-socket": sock}, None)
+        kubernetes = KubernetesCollector(reading, settings)
+        while time.time() < deadline + 5 and kubernetes.source.current()[0] is None:
+            time.sleep(0.05)
         scraper = Scraper([gpu, GpuProcessesCollector(reading, 16), RoutingCollector([log], registry.load()),
-                           ProcessCollector()])
+                           ProcessCollector(), kubernetes])
         out = scraper.scrape()
         scraper.close()
+        kubelet.stop()
         return out
 
 

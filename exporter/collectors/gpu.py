@@ -61,7 +61,7 @@ PER_GPU = [
      lambda s: s.compute_processes),
 ]
 CLOCKS = ("sm", "memory", "graphics", "video")
-INFO_LABELS = ("pci_bus_id", "driver_version", "cuda_driver_version", "vbios_version", "serial")
+INFO_LABELS = ("pci_bus_id", "driver_version", "cuda_driver_version", "vbios_version", "serial", "minor_number")
 
 
 class GpuCollector:

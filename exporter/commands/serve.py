@@ -11,7 +11,7 @@ from exporter.collectors import Collector
 from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.logfmt import LEVELS
 from exporter.policy import POLICY
-from exporter.serveconfig import COLLECTORS, DEFAULTS, Settings
+from exporter.serveconfig import COLLECTORS, DEFAULTS, OFF_BY_DEFAULT, Settings
 
 if TYPE_CHECKING:
     from exporter.gpu.reading import SharedReading
@@ -52,9 +52,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--gpu-processes.max-per-gpu", dest="gpu-processes.max-per-gpu", type=int, metavar="N",
                    help="processes per GPU with series of their own, by memory; the rest are summed as "
                         "pid=\"other\" (default 16)")
+    p.add_argument("--kubernetes.pod-resources-socket", dest="kubernetes.pod-resources-socket", metavar="PATH",
+                   help="the kubelet's pod-resources socket (default /var/lib/kubelet/pod-resources/kubelet.sock)")
+    p.add_argument("--kubernetes.refresh-interval", dest="kubernetes.refresh-interval", type=float, metavar="S",
+                   help="seconds between reads of the kubelet, off the scrape path (default 10)")
+    p.add_argument("--kubernetes.resource-names", dest="kubernetes.resource-names", metavar="NAME,NAME",
+                   type=lambda t: [r for r in t.split(",") if r],
+                   help="extended resources that are GPUs, globs allowed (default nvidia.com/gpu,nvidia.com/mig-*)")
+    p.add_argument("--kubernetes.max-series", dest="kubernetes.max-series", type=int, metavar="N",
+                   help="orchex_gpu_pod_info series at most; the rest are counted (default 2000)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector.{name}", action=argparse.BooleanOptionalAction,
-                       default=None, help=f"enable the {name} collector (default on)")
+                       default=None,
+                       help=f"enable the {name} collector (default {'off' if name in OFF_BY_DEFAULT else 'on'})")
     p.add_argument("--log.level", dest="log.level", choices=LEVELS)
     p.add_argument("--health.temperature-celsius", dest="health.temperature-celsius", type=float, metavar="C",
                    help="at or above: HOT (default 85)")
@@ -79,6 +89,10 @@ def make_collector(name: str, settings: Settings, log: logging.Logger, reading: 
         from exporter.collectors.gpu_processes import GpuProcessesCollector
 
         return GpuProcessesCollector(reading, settings["gpu-processes.max-per-gpu"])
+    if name == "kubernetes":
+        from exporter.collectors.kubernetes import KubernetesCollector
+
+        return KubernetesCollector(reading, settings)
     if name == "routing":
         from exporter.collectors.routing import RoutingCollector
 

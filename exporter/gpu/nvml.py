@@ -308,6 +308,7 @@ class NvmlBackend:
         static["pci_bus_id"] = _text(pci.busId) if pci is not None else None
         static["vbios_version"] = _text(c(s, "nvmlDeviceGetVbiosVersion", N.nvmlDeviceGetVbiosVersion, h))
         static["serial"] = _text(c(s, "nvmlDeviceGetSerial", N.nvmlDeviceGetSerial, h))
+        static["minor_number"] = c(s, "nvmlDeviceGetMinorNumber", N.nvmlDeviceGetMinorNumber, h)
         static["max_clocks"] = {}
         for name, kind in CLOCKS.items():
             mhz = c(s, "nvmlDeviceGetMaxClockInfo", N.nvmlDeviceGetMaxClockInfo, h, kind)
@@ -321,8 +322,8 @@ class NvmlBackend:
         c = self._call
         s.uuid = _text(c(s, "nvmlDeviceGetUUID", N.nvmlDeviceGetUUID, h)) or ""
         static = self._static.get(s.uuid) or self._read_static(s, h)
-        s.name, s.pci_bus_id, s.vbios_version, s.serial = (
-            static["name"], static["pci_bus_id"], static["vbios_version"], static["serial"])
+        s.name, s.pci_bus_id, s.vbios_version, s.serial, s.minor_number = (
+            static["name"], static["pci_bus_id"], static["vbios_version"], static["serial"], static["minor_number"])
         s.max_clocks = dict(static["max_clocks"])
         mig = c(s, "nvmlDeviceGetMigMode", N.nvmlDeviceGetMigMode, h)
         s.mig_mode = bool(mig[0]) if mig is not None else None

@@ -144,7 +144,8 @@ class SimulatedBackend:
         s = GpuSnapshot(index=i, name=g.get("name", "Simulated GPU"),
                         uuid=f"GPU-5{self.seed:07x}-0000-4000-8000-{i:012x}",
                         pci_bus_id=f"00000000:{0x18 + i:02X}:00.0", driver_version="simulated",
-                        cuda_driver_version="12.4", vbios_version="simulated", mig_mode=False)
+                        cuda_driver_version="12.4", vbios_version="simulated", mig_mode=False,
+                        minor_number=i)
         if g.get("lost"):
             s.up = False
             return s

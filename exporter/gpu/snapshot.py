@@ -39,6 +39,7 @@ class GpuSnapshot:
     cuda_driver_version: str | None = None
     vbios_version: str | None = None
     serial: str | None = None
+    minor_number: int | None = None  # N of /dev/nvidiaN, which GKE's device ids name
     mig_mode: bool | None = None
     mig_instances: list[MigInstance] = field(default_factory=list)  # in MIG mode; utilisation is then None
     utilization: float | None = None  # ratios 0..1

@@ -28,6 +28,7 @@ def gpu(index, **over):
     g = {
         "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-00000000-0000-0000-0000-{index:012d}",
         "pci_bus_id": f"00000000:{0x18 + index:02X}:00.0", "vbios": "96.00.99.00.01", "serial": f"165322{index:07d}",
+        "minor": index,
         "mig_mode": 0, "util_gpu": 45, "util_memory": 20, "util_encoder": 0, "util_decoder": 3,
         "memory_total": 85520809984, "memory_used": 8589934592, "memory_reserved": 566231040,
         "temperature": 40, "memory_temperature": 44, "power_mw": 150000, "power_limit_mw": 700000,
@@ -67,10 +68,11 @@ GIB = 1 << 30
 def mig(gpu_dict, instances, generation=0):
     """`gpu_dict` in MIG mode with `instances`: a list of (slot, profile, gi, ci, used bytes) in its 7
     slots; the slots left out are empty. Memory per instance follows the profile (10gb: 10 GiB). Each
-    `generation` of instances has UUIDs of its own, as instances created again have."""
+    `generation` of instances has UUIDs of its own, as instances created again have, and no two GPUs
+    share one."""
     g = dict(gpu_dict, mig_mode=1, mig_max=7)
     for slot, profile, gi, ci, used in instances:
-        g.update({f"mig.{slot}.uuid": f"MIG-{generation:04d}{slot:04d}-{gi:04d}-4000-8000-{ci:012d}",
+        g.update({f"mig.{slot}.uuid": f"MIG-{generation:04d}{slot:04d}-{gi:04d}-4{ci:03d}-8000-{g['uuid'][-12:]}",
                   f"mig.{slot}.name": f"{g['name']} MIG {profile}", f"mig.{slot}.gi": gi, f"mig.{slot}.ci": ci,
                   f"mig.{slot}.memory_total": int(profile.split(".")[1].removesuffix("gb")) * GIB,
                   f"mig.{slot}.memory_used": used})

@@ -251,6 +251,7 @@ nvmlReturn_t nvmlDeviceGetGpuInstanceId(void *h, unsigned int *id) { PRE(h) (voi
 nvmlReturn_t nvmlDeviceGetComputeInstanceId(void *h, unsigned int *id) { PRE(h) (void)g; return instance_id(h, "ci", id); }
 #endif
 nvmlReturn_t nvmlDeviceGetSerial(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "serial", b, n); }
+nvmlReturn_t nvmlDeviceGetMinorNumber(void *h, unsigned int *n) { PRE(h) return uint_field(g, "minor", n); }
 nvmlReturn_t nvmlDeviceGetVbiosVersion(void *h, char *b, unsigned int n) { PRE(h) return str_field(g, "vbios", b, n); }
 
 typedef struct {

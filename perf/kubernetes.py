@@ -1,0 +1,73 @@
+"""The kubernetes collector's cost on a node with 250 pods and 8 GPUs of seven MIG instances (issue 26):
+one refresh of the kubelet's pod-resources API (List over a unix socket to a fake kubelet serving the
+real proto), beside the peer way, dialling the socket again for each read as dcgm-exporter does (its
+#599); the scrape-time work (matching 250 pods' device ids to the GPUs and building orchex_gpu_pod_info);
+and this process's resident memory before and after 2,000 refreshes."""
+
+import os
+import sys
+
+from perf.common import rss_mb, save, summary, timed, verdict
+
+TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+
+
+def main(tmp):
+    sys.path.insert(0, TESTS)
+    import fake_nvml
+    from exporter.gpu.snapshot import GpuSnapshot, MigInstance
+    from exporter.kubernetes.attribution import DEFAULT_RESOURCES, pod_families
+    from exporter.kubernetes.podresources import PodResources
+    from fake_kubelet import Kubelet, pod
+
+    snaps = []
+    for g in range(8):
+        d = fake_nvml.seven_1g_10gb(g)
+        snaps.append(GpuSnapshot(index=g, uuid=d["uuid"], minor_number=g, mig_mode=True, mig_instances=[
+            MigInstance(d[f"mig.{k}.uuid"], 7 + k) for k in range(7)]))
+    instances = [i.uuid for s in snaps for i in s.mig_instances]
+    # 250 pods: most hold one MIG instance (56 of them, so several pods per instance, as with MIG
+    # time-slicing), one in five two containers, a few a whole GPU by its GKE id.
+    pods = [pod(f"team-{i % 12}", f"model-server-{i:03d}-{'x' * (i % 40)}", {
+        "server": [("nvidia.com/mig-1g.10gb", [f"{instances[i % 56]}::{i // 56}"])],
+        **({"sidecar": [("nvidia.com/mig-1g.10gb", [instances[(i + 1) % 56]])]} if i % 5 == 0 else {}),
+        **({"batch": [("nvidia.com/gpu", [f"nvidia{i % 8}/gi{7 + i % 7}"])]} if i % 17 == 0 else {}),
+    }) for i in range(250)]
+    sock = str(tmp / "kubelet.sock")
+    kubelet = Kubelet(sock, pods).start()
+    try:
+        kept = PodResources(sock, 10.0)  # not started: refreshed here, as its thread would
+        kept.refresh()
+        assignments, answered, error = kept.current()
+        assert answered and assignments, error
+        refresh = summary(timed(kept.refresh, 100))
+
+        def redial():
+            fresh = PodResources(sock, 10.0)
+            fresh.refresh()
+            fresh.close()
+
+        peer = summary(timed(redial, 40))
+        scrape = summary(timed(lambda: pod_families(assignments, snaps, DEFAULT_RESOURCES, 2000), 100))
+        series = len(pod_families(assignments, snaps, DEFAULT_RESOURCES, 2000)[0].samples)
+        before = rss_mb(os.getpid())
+        for _ in range(2000):
+            kept.refresh()
+        after = rss_mb(os.getpid())
+        kept.close()
+    finally:
+        kubelet.stop()
+    out = {"pods": len(pods), "assignments": len(assignments), "pod_info_series": series,
+           "refresh_kept_channel": refresh, "refresh_redial_peer": peer, "scrape_time_work": scrape,
+           "rss_mb_before": round(before, 1), "rss_mb_after_2000_refreshes": round(after, 1),
+           "verdicts": {"scrape_work_5ms": verdict(scrape["p99_s"], 0.005),
+                        "rss_growth_2mb": verdict(after - before, 2.0)}}
+    print(f"kubernetes {len(pods)} pods, {len(assignments)} device assignments, {series} pod_info series")
+    print(f"kubernetes refresh (List, off the scrape path): kept channel median {refresh['median_s'] * 1e3:6.2f} ms"
+          f"  p99 {refresh['p99_s'] * 1e3:6.2f} ms   peer, dialled per read: median {peer['median_s'] * 1e3:6.2f} ms"
+          f"  p99 {peer['p99_s'] * 1e3:6.2f} ms")
+    print(f"kubernetes work on the scrape path (match ids, build series): median {scrape['median_s'] * 1e3:6.2f} ms"
+          f"  p99 {scrape['p99_s'] * 1e3:6.2f} ms  target p99 5 ms {out['verdicts']['scrape_work_5ms']}")
+    print(f"kubernetes RSS {before:.1f} MB -> {after:.1f} MB after 2,000 refreshes (growth target < 2 MB "
+          f"{out['verdicts']['rss_growth_2mb']})")
+    return save("kubernetes", {"results": out})

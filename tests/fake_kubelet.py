@@ -1,0 +1,44 @@
+"""A fake kubelet: the real pod-resources proto (exporter/kubernetes/api.proto) served by grpcio on a
+unix socket in a temporary folder, answering what the test sets, late, or UNIMPLEMENTED."""
+
+import time
+from concurrent import futures
+
+import grpc
+
+from exporter.kubernetes import api_pb2, api_pb2_grpc
+
+
+def pod(namespace, name, containers):
+    """`containers`: {container: [(resource name, [device ids])]}."""
+    return api_pb2.PodResources(namespace=namespace, name=name, containers=[
+        api_pb2.ContainerResources(name=c, devices=[api_pb2.ContainerDevices(resource_name=r, device_ids=ids)
+                                                    for r, ids in devices])
+        for c, devices in containers.items()])
+
+
+class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
+    def __init__(self, socket_path, pods=(), delay=0.0, unimplemented=False):
+        self.socket_path, self.pods, self.delay, self.unimplemented = socket_path, list(pods), delay, unimplemented
+        self.calls = 0
+        self.server = None
+
+    def List(self, request, context):  # noqa: N802 - the proto's name
+        self.calls += 1
+        if self.unimplemented:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "List is not served here")
+        time.sleep(self.delay)
+        return api_pb2.ListPodResourcesResponse(pod_resources=self.pods)
+
+    def start(self):
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        api_pb2_grpc.add_PodResourcesListerServicer_to_server(self, self.server)
+        self.server.add_insecure_port(f"unix://{self.socket_path}")
+        self.server.start()
+        return self
+
+    def stop(self):
+        """As a kubelet that exits: the server goes, and its socket with it."""
+        if self.server is not None:
+            self.server.stop(grace=None).wait()
+            self.server = None
