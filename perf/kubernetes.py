@@ -6,6 +6,7 @@ and this process's resident memory before and after 2,000 refreshes."""
 
 import os
 import sys
+import time
 
 from perf.common import rss_mb, save, summary, timed, verdict
 
@@ -57,10 +58,13 @@ def main(tmp):
         kept.close()
     finally:
         kubelet.stop()
-    out = {"pods": len(pods), "assignments": len(assignments), "pod_info_series": series,
+    hang = hanging_kubelet(tmp)
+    slower = hang["hung"]["p99_s"] - hang["answering"]["p99_s"]
+    out = {"pods": len(pods), "assignments": len(assignments), "pod_info_series": series, "scrapes": hang,
            "refresh_kept_channel": refresh, "refresh_redial_peer": peer, "scrape_time_work": scrape,
            "rss_mb_before": round(before, 1), "rss_mb_after_2000_refreshes": round(after, 1),
            "verdicts": {"scrape_work_5ms": verdict(scrape["p99_s"], 0.005),
+                        "hung_kubelet_p99_within_5ms": verdict(slower, 0.005),
                         "rss_growth_2mb": verdict(after - before, 2.0)}}
     print(f"kubernetes {len(pods)} pods, {len(assignments)} device assignments, {series} pod_info series")
     print(f"kubernetes refresh (List, off the scrape path): kept channel median {refresh['median_s'] * 1e3:6.2f} ms"
@@ -70,4 +74,33 @@ def main(tmp):
           f"  p99 {scrape['p99_s'] * 1e3:6.2f} ms  target p99 5 ms {out['verdicts']['scrape_work_5ms']}")
     print(f"kubernetes RSS {before:.1f} MB -> {after:.1f} MB after 2,000 refreshes (growth target < 2 MB "
           f"{out['verdicts']['rss_growth_2mb']})")
+    print(f"kubernetes scrapes of orchex serve, kubelet answering: median {hang['answering']['median_s'] * 1e3:5.2f} ms"
+          f"  p99 {hang['answering']['p99_s'] * 1e3:5.2f} ms; kubelet hanging (answers after 5 s): median "
+          f"{hang['hung']['median_s'] * 1e3:5.2f} ms  p99 {hang['hung']['p99_s'] * 1e3:5.2f} ms  (target p99 within "
+          f"5 ms {out['verdicts']['hung_kubelet_p99_within_5ms']})")
     return save("kubernetes", {"results": out})
+
+
+def hanging_kubelet(tmp):
+    """`orchex serve` (the simulated fleet) with the kubernetes collector: /metrics timed while the
+    kubelet answers at once, then while it takes 5 s to answer each List."""
+    from fake_kubelet import Kubelet, pod
+    from perf.daemon import scrape, serve
+
+    uuid = "GPU-50000007-0000-4000-8000-000000000000"  # GPU 0 of the packaged simulated fleet
+    sock = str(tmp / "hang.sock")
+    kubelet = Kubelet(sock, [pod("llm", f"p{i}", {"c": [("nvidia.com/gpu", [f"{uuid}::{i}"])]}) for i in range(50)])
+    kubelet.start()
+    proc, port = serve("--collector.kubernetes", f"--kubernetes.pod-resources-socket={sock}",
+                       "--kubernetes.refresh-interval=1")
+    try:
+        time.sleep(1.5)
+        answering = summary(timed(lambda: scrape(port), 100, 3))
+        kubelet.delay = 5.0
+        time.sleep(2.5)  # a List is now in flight, and stays so
+        hung = summary(timed(lambda: scrape(port), 100, 3))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        kubelet.stop()
+    return {"answering": answering, "hung": hung}
