@@ -22,8 +22,9 @@ RESTART_ONLY = ("web.listen-address",)
 
 
 def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str, Settings], Collector],
-           log: logging.Logger) -> bool:
-    """Load the configuration again and apply it whole, or keep the running one; True when applied."""
+           log: logging.Logger, adopt: Callable[[Settings], None]) -> bool:
+    """Load the configuration again and apply it whole, or keep the running one; True when applied.
+    `adopt` hands the new settings to what the collectors share (the GPU reading) before them."""
     try:
         new = load()
     except UsageError as e:
@@ -33,6 +34,7 @@ def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str
     for key in RESTART_ONLY:
         if new[key] != old[key]:
             log.warning(f"{key} changed to {new[key]!r}: it takes effect when orchex restarts")
+    adopt(new)
     running = {c.name: c for c in app.scraper.collectors}
     collectors = []
     for name in COLLECTORS:
@@ -55,7 +57,8 @@ def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str
 
 
 def run(server: Server, app: App, load: Callable[[], Settings],
-        make_collector: Callable[[str, Settings], Collector], log: logging.Logger) -> None:
+        make_collector: Callable[[str, Settings], Collector], log: logging.Logger,
+        adopt: Callable[[Settings], None]) -> None:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns after a clean shutdown."""
     name_process("orchex")
     # The handlers only note the signal. A Python handler runs in the main thread between two of its
@@ -78,7 +81,7 @@ def run(server: Server, app: App, load: Callable[[], Settings],
         time.sleep(0.2)  # a signal interrupts it; its handler runs, then the sleep ends on time
         if signal.SIGHUP in pending:
             pending.discard(signal.SIGHUP)
-            reload(app, load, make_collector, log)
+            reload(app, load, make_collector, log, adopt)
     log.info("shutting down")
     server.shutdown()
     server.server_close()

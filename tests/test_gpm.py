@@ -147,3 +147,29 @@ def test_a_library_without_gpm_costs_only_the_gpm_series(serve, tmp_path):
     assert v[("orchex_gpu_up", (("gpu", "0"), ("uuid", H100_UUID)))] == 1
     _, err = s.stop()
     assert "Traceback" not in err
+
+
+def test_a_reload_that_switches_a_gpu_collector_off_keeps_the_shared_reading(serve, fleet, tmp_path):
+    """The GPU reading belongs to orchex serve, not to a collector: switching gpu-processes off must not
+    close NVML under the gpu collector (its GPM windows would start again, their series gone a scrape)."""
+    import signal
+
+    path, ledger, _, env = fleet
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text("gpu-backend: nvml\n")
+    s = serve(f"--config={cfg}", env=env)
+    time.sleep(1.1)
+    assert gpm_series(series(s.get()[2]))
+    cfg.write_text("gpu-backend: nvml\ncollector.gpu-processes: false\n")
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    v = series(s.get()[2])
+    while any(k[0].startswith("orchex_gpu_process") for k in v) and time.time() < deadline:
+        time.sleep(0.05)
+        v = series(s.get()[2])
+    # The first scrape after the reload: a reading closed by the reload would only start its windows.
+    assert not any(k[0].startswith("orchex_gpu_process") for k in v)
+    assert len(gpm_series(v)) == 12 * 8  # GPU 0 and seven instances keep their windows
+    assert live_samples(ledger) == 16
+    code, err = s.stop()
+    assert code == 0 and live_samples(ledger) == 0, err

@@ -35,7 +35,8 @@ def g(i, **extra):
 
 def test_gpu_families_in_base_units(scenario):
     scenario([gpu(0), gpu(1, power_mw=None, fan=55)], events=[(1, 79)])
-    c = GpuCollector(SharedReading(NvmlBackend))
+    reading = SharedReading(NvmlBackend)
+    c = GpuCollector(reading)
     try:
         import time
 
@@ -45,7 +46,7 @@ def test_gpu_families_in_base_units(scenario):
             time.sleep(0.6)
         v = values(c.collect(time.time()))
     finally:
-        c.close()
+        reading.close()
     assert v[("orchex_nvml_up", ())] == 1
     assert v[("orchex_gpu_power_watts", g(0))] == 150.0
     assert ("orchex_gpu_power_watts", g(1)) not in v  # unsupported: no series, not 0
@@ -70,9 +71,9 @@ def test_gpu_families_in_base_units(scenario):
 
 def test_lost_gpu_is_down_and_keeps_only_identity(scenario):
     scenario([gpu(0), gpu(1, **{"fail.nvmlDeviceGetTemperature": 15})])
-    c = GpuCollector(SharedReading(NvmlBackend))
-    v = values(c.collect(0))
-    c.close()
+    reading = SharedReading(NvmlBackend)
+    v = values(GpuCollector(reading).collect(0))
+    reading.close()
     assert v[("orchex_gpu_up", g(1))] == 0 and v[("orchex_gpu_up", g(0))] == 1
     assert v[("orchex_gpu_health_state", g(1, state="DOWN"))] == 1
     assert ("orchex_gpu_power_watts", g(1)) not in v and ("orchex_gpu_power_watts", g(0)) in v

@@ -63,6 +63,7 @@ def families():
                            ProcessCollector(), kubernetes])
         out = scraper.scrape()
         scraper.close()
+        reading.close()
         kubelet.stop()
         return out
 

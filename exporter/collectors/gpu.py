@@ -73,7 +73,7 @@ class GpuCollector:
         self.built: tuple[list[GpuSnapshot] | None, list[Family]] = (None, [])  # snapshots -> their families
 
     def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
-        self.reading.reconfigure(settings["gpu-backend"], settings["fleet"], settings.thresholds())
+        pass  # the shared reading adopts the GPU settings (commands/serve.py)
 
     def collect(self, now: float) -> list[Family]:
         """The GPU families; raises CollectorFailed (with nvml_up 0 and the error counts) when no
@@ -89,7 +89,7 @@ class GpuCollector:
             return self.built[1]
 
     def close(self) -> None:
-        self.reading.close()
+        pass  # the reading is shared, and closed by its owner
 
     def _status(self, answering: Backend | None) -> list[Family]:
         """orchex_nvml_up, which backend produced the GPU series, the XID watcher and error counts."""

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from exporter.serveconfig import Settings
 
 OTHER = "other"
-
-
 # The kernel gives the initial (host) PID namespace this fixed inode number (PROC_PID_INIT_INO).
 HOST_PID_NAMESPACE = "pid:[4026531836]"
 
@@ -112,7 +110,6 @@ class GpuProcessesCollector:
         self.built: tuple[list[GpuSnapshot] | None, list[Family]] = (None, [])
 
     def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
-        self.reading.reconfigure(settings["gpu-backend"], settings["fleet"], settings.thresholds())
         with self.lock:
             self.max_per_gpu = settings["gpu-processes.max-per-gpu"]
             self.built = (None, [])
@@ -131,4 +128,4 @@ class GpuProcessesCollector:
         return command(pid, self.proc) if self.host_pids else None
 
     def close(self) -> None:
-        self.reading.close()
+        pass  # the reading is shared, and closed by its owner

@@ -104,7 +104,8 @@ def make_collector(name: str, settings: Settings, log: logging.Logger, reading: 
 
 
 def gpu_reading(settings: Settings, log: logging.Logger) -> "SharedReading":
-    """The one GPU reading of this process. `auto` decides its backend here, once."""
+    """The one GPU reading of this process, which the GPU collectors share and this command owns: a
+    collector switched off by a reload leaves it to the others. `auto` decides its backend here, once."""
     from exporter.gpu.backends import factory
     from exporter.gpu.reading import SharedReading
 
@@ -145,5 +146,9 @@ def run(args: argparse.Namespace) -> int:
              f"(bound {host!s}:{port}), metrics at {settings['web.telemetry-path']}")
     log.info(f"collectors: {', '.join(c.name for c in scraper.collectors) or 'none'}; selection logs: "
              f"{', '.join(settings['selection-log']) or 'none'}; registry: {settings.registry.source}")
-    daemon.run(server, app, load, lambda name, s: make_collector(name, s, log, reading), log)
+    try:
+        daemon.run(server, app, load, lambda name, s: make_collector(name, s, log, reading), log,
+                   lambda s: reading.reconfigure(s["gpu-backend"], s["fleet"], s.thresholds()))
+    finally:
+        reading.close()  # after the collectors: NVML, its XID thread and the GPM samples
     return 0

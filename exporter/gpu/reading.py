@@ -1,7 +1,7 @@
-"""One GPU reading shared by the collectors that read GPUs (`gpu`, `gpu-processes`): the backend is
-opened, retried and closed here, and scrapes that arrive while a reading is in progress, or within
-SHARE_SECONDS after it, share that reading, so several Prometheus servers (or a retry storm) cost one
-NVML pass."""
+"""One GPU reading shared by the collectors that read GPUs (`gpu`, `gpu-processes`, `kubernetes`):
+the backend is opened, retried and closed here, and scrapes that arrive while a reading is in
+progress, or within SHARE_SECONDS after it, share that reading, so several Prometheus servers (or a
+retry storm) cost one NVML pass."""
 
 import logging
 import threading

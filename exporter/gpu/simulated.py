@@ -179,10 +179,10 @@ class SimulatedBackend:
         s.row_remap_pending = s.row_remap_failure = False
         s.pcie_link_generation, s.pcie_link_width, s.pcie_replays = (5, 16, 0) if "H100" in s.name else (3, 16, 0)
         s.gpm_supported = bool(g.get("gpm"))
-        if s.gpm_supported:
-            s.gpm = activity(round(util, 2))
         if g.get("mig"):
-            self._split(s, g["mig"], rng, now)
+            self._split(s, g["mig"], rng, now)  # GPM per instance there
+        elif s.gpm_supported:
+            s.gpm = activity(round(util, 2))
         self._run(s, g.get("processes", []), util)
         return s
 
@@ -191,7 +191,6 @@ class SimulatedBackend:
         utilisation is then unsupported, as on a real GPU, and its memory is the instances' sum."""
         s.mig_mode = True
         s.utilization = s.memory_utilization = None
-        s.gpm = {}  # per instance under MIG
         for slot, profile in enumerate(profiles):
             total = int(MIG_PROFILE.fullmatch(profile)[2]) * 2**30  # type: ignore[index]
             load = 0.5 + 0.4 * math.sin(slot + now / 60) + rng.uniform(-0.05, 0.05)
