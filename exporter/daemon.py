@@ -38,9 +38,9 @@ def reload(app: App, load: Callable[[], Settings], make_collector: Callable[[str
     running = {c.name: c for c in app.scraper.collectors}
     collectors = []
     for name in COLLECTORS:
-        c = running.pop(name, None)
         if not new.collector(name):
-            continue
+            continue  # left in `running`, and closed below
+        c = running.pop(name, None)
         if c is None:
             c = make_collector(name, new)
         else:

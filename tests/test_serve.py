@@ -251,6 +251,31 @@ def test_bad_health_thresholds(cli, tmp_path):
     assert res.returncode == 2 and "orchex.yml:1: health.critical-xids: must be a list of XID numbers" in res.stderr
 
 
+def test_a_collector_switched_off_by_a_reload_lets_go_of_what_it_held(serve, tmp_path):
+    """The routing collector's reader holds the selection log open; switched off, it closes it."""
+    log = tmp_path / "sel.csv"
+    log.write_text("timestamp,task_category,selected_model,primary_category,confidence_score,final_score,gpu_id,"
+                   "selection_duration_ms\n2026-01-23 09:00:00,math,phi,false,0.70,60.00,1,4.0\n")
+    cfg = tmp_path / "orchex.yml"
+    cfg.write_text(f"gpu-backend: simulated\nselection-log: [{log}]\n")
+    s = serve(f"--config={cfg}")
+
+    def holds_log():
+        fds = f"/proc/{s.proc.pid}/fd"
+        return any(os.path.realpath(os.path.join(fds, fd)) == str(log) for fd in os.listdir(fds))
+
+    deadline = time.time() + 5
+    while not holds_log() and time.time() < deadline:
+        time.sleep(0.05)
+    assert holds_log()
+    cfg.write_text(f"gpu-backend: simulated\nselection-log: [{log}]\ncollector.routing: false\n")
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while holds_log() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not holds_log() and b"orchex_router_" not in s.get()[2]
+
+
 def test_sighup_applies_paths_logs_collectors_and_log_level(serve, tmp_path):
     log = tmp_path / "sel.csv"
     log.write_text("timestamp,task_category,selected_model,primary_category,confidence_score,final_score,gpu_id,"
