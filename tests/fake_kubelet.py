@@ -17,6 +17,14 @@ def pod(namespace, name, containers):
         for c, devices in containers.items()])
 
 
+def sharing(whole_gpu_uuid, mig_uuid):
+    """Two pods time-slicing one whole GPU (replicas ::0 and ::1) and a third in a MIG instance: the
+    shapes the live test and the fleet attribute."""
+    return [pod("llm", "vllm-a", {"server": [("nvidia.com/gpu", [f"{whole_gpu_uuid}::0"])]}),
+            pod("llm", "vllm-b", {"server": [("nvidia.com/gpu", [f"{whole_gpu_uuid}::1"])]}),
+            pod("team-b", "tgi", {"main": [("nvidia.com/mig-1g.10gb", [mig_uuid])]})]
+
+
 class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
     def __init__(self, socket_path, pods=(), delay=0.0, unimplemented=False):
         self.socket_path, self.pods, self.delay, self.unimplemented = socket_path, list(pods), delay, unimplemented

@@ -10,7 +10,7 @@ import pytest
 
 import fake_nvml
 from conftest import LEGACY, ROOT, Served, fake_env
-from fake_kubelet import Kubelet, pod
+from fake_kubelet import Kubelet, sharing
 from live import Prometheus, Pushgateway
 
 # Four XID events: two of 48 on GPU 1 (critical: FAULT), 94 and 13 on GPU 0 (warning, application).
@@ -34,10 +34,7 @@ def stack(tmp_path_factory, fake_nvml_dir):
     log.write_text(open(f"{LEGACY}/selection_metrics_sample.csv").read() + "not a row\n")
     # A kubelet that gives GPU 0 to two pods by time-slicing and MIG instance 7 of GPU 2 to a third.
     sock = str(folder / "kubelet.sock")
-    kubelet = Kubelet(sock, [pod("llm", "vllm-a", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"] + "::0"])]}),
-                             pod("llm", "vllm-b", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"] + "::1"])]}),
-                             pod("team-b", "tgi", {"main": [("nvidia.com/mig-1g.10gb",
-                                                             [fake_nvml.seven_1g_10gb(2)["mig.0.uuid"]])]})]).start()
+    kubelet = Kubelet(sock, sharing(fake_nvml.gpu(0)["uuid"], fake_nvml.seven_1g_10gb(2)["mig.0.uuid"])).start()
     nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}", "--collector.kubernetes",
                    f"--kubernetes.pod-resources-socket={sock}", "--kubernetes.refresh-interval=1"],
                   fake_env(fake_nvml_dir, scenario))

@@ -192,12 +192,9 @@ def kubelet_pods():
     """What every host's kubelet answers (the hosts' GPUs share their UUIDs): GPU 0 time-sliced between
     two pods, and a MIG instance of the last GPU to a third."""
     import fake_nvml
-    from fake_kubelet import pod
+    from fake_kubelet import sharing
 
-    whole, instance = fake_nvml.gpu(0)["uuid"], fake_nvml.seven_1g_10gb(GPUS - 1)["mig.0.uuid"]
-    return [pod("llm", "vllm-a", {"server": [("nvidia.com/gpu", [f"{whole}::0"])]}),
-            pod("llm", "vllm-b", {"server": [("nvidia.com/gpu", [f"{whole}::1"])]}),
-            pod("team-b", "tgi", {"main": [("nvidia.com/mig-1g.10gb", [instance])]})]
+    return sharing(fake_nvml.gpu(0)["uuid"], fake_nvml.seven_1g_10gb(GPUS - 1)["mig.0.uuid"])
 
 
 class QueryRefused(Exception):
