@@ -70,14 +70,19 @@ def mig_line(m: MigInstance) -> str:
     return f"  MIG {m.profile or 'unknown'} ({ids}) | Mem: {mem}"
 
 
+def _present(v: Any) -> bool:
+    """A field the device reported: not None, and not an empty collection."""
+    return v is not None and v != {} and v != []
+
+
 def as_json(s: GpuSnapshot) -> dict[str, Any]:
     """A snapshot as plain JSON-ready values: absent fields are left out."""
     out: dict[str, Any] = {}
     for k, v in vars(s).items():
-        if v is None or v == {} or v == [] or k == "errors" and not v:
+        if not _present(v):
             continue
         if k in ("mig_instances", "processes"):
-            v = [{a: b for a, b in vars(m).items() if b is not None and b != {}} for m in v]
+            v = [{a: b for a, b in vars(m).items() if _present(b)} for m in v]
         elif k == "ecc_errors":
             v = {f"{a}_{b}": n for (a, b), n in v.items()}
         elif isinstance(v, dict):
