@@ -3,7 +3,7 @@ is `web.listen-address:`), and a flag given on the command line wins over the fi
 
 import importlib.util
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.gpu.health import Thresholds
 from exporter.gpu.simulated import load_fleet
 from exporter.httpserver import parse_address
+from exporter.kubernetes.apiserver import ApiServer, in_cluster
 from exporter.kubernetes.attribution import DEFAULT_RESOURCES
 from exporter.logfmt import LEVELS
 from exporter.policy import POLICY
@@ -34,12 +35,15 @@ DEFAULTS: dict[str, Any] = {
     "routing.max-label-values": 100,
     "routing.max-series": 10_000,
     "gpu-processes.max-per-gpu": 16,
+    "path.procfs": "/proc",
     "log.level": "info",
     **{f"collector.{name}": name not in OFF_BY_DEFAULT for name in COLLECTORS},
     "kubernetes.pod-resources-socket": "/var/lib/kubelet/pod-resources/kubelet.sock",
     "kubernetes.refresh-interval": 10.0,
     "kubernetes.resource-names": list(DEFAULT_RESOURCES),
     "kubernetes.max-series": 2000,
+    "kubernetes.pod-memory": False,
+    "kubernetes.service-account-dir": "/var/run/secrets/kubernetes.io/serviceaccount",
     # The health model's thresholds (exporter/gpu/health.py), from the policy the alerts share.
     "health.temperature-celsius": POLICY.temperature_celsius,
     "health.utilization-ratio": POLICY.utilization_ratio,
@@ -57,6 +61,7 @@ class Settings:
     values: dict[str, Any]
     registry: Registry
     web: WebConfig
+    api_server: ApiServer | None = None  # where this node's pods are listed, with --kubernetes.pod-memory
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -132,12 +137,15 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     else "must be a positive integer up to 100,000",
     "routing.max-series": _whole(100, 1_000_000),
     "gpu-processes.max-per-gpu": _whole(1, 1_000),
+    "path.procfs": lambda v: None if isinstance(v, str) and v else "must be a directory",
     "kubernetes.pod-resources-socket": lambda v: None if isinstance(v, str) and v else "must be a socket path",
     "kubernetes.refresh-interval": lambda v: None if _is_number(v) and 1 <= v <= 3600
     else "must be a number of seconds from 1 to 3,600",
     "kubernetes.resource-names": lambda v: None if isinstance(v, list) and v and all(
         isinstance(r, str) and r for r in v) else "must be a list of resource names or globs, such as nvidia.com/gpu",
     "kubernetes.max-series": _whole(1, 1_000_000),
+    "kubernetes.pod-memory": lambda v: None if isinstance(v, bool) else "must be true or false",
+    "kubernetes.service-account-dir": lambda v: None if isinstance(v, str) and v else "must be a directory",
     "log.level": _one_of(LEVELS),
     **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
        for name in COLLECTORS},
@@ -158,8 +166,9 @@ def _check(key: str, v: Any, where: str) -> Any:
     return v
 
 
-def load(flags: dict[str, Any], config_path: str | None) -> Settings:
-    """Merge `flags` (key -> value, None when not given) over the config file over the defaults."""
+def load(flags: dict[str, Any], config_path: str | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Merge `flags` (key -> value, None when not given) over the config file over the defaults;
+    `env`, the process's environment, says where the API server is for --kubernetes.pod-memory."""
     values = dict(DEFAULTS)
     if config_path:
         data, lines = yamlfile.load(config_path)
@@ -180,6 +189,9 @@ def load(flags: dict[str, Any], config_path: str | None) -> Settings:
             values[key] = _check(key, v, f"--{key}")
     if values["collector.kubernetes"] and importlib.util.find_spec("grpc") is None:
         raise UsageError("collector kubernetes needs grpcio: pip install 'orchex[kubernetes]' (the image has it)")
+    api_server = None
+    if values["collector.kubernetes"] and values["kubernetes.pod-memory"]:
+        api_server = in_cluster(env or {}, values["kubernetes.service-account-dir"])
     if values["gpu-backend"] != "nvml":
         load_fleet(values["fleet"])  # a bad fleet is refused now, not found by a later scrape
-    return Settings(values, registry.load(values["registry"]), webconfig.load(values["web.config.file"]))
+    return Settings(values, registry.load(values["registry"]), webconfig.load(values["web.config.file"]), api_server)

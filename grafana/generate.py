@@ -241,8 +241,9 @@ def gpu_dashboard() -> Json:
               (tagged(f"namespace_pod:orchex_gpu_utilization_ratio:avg{{{SEL}}}"), pod_legend)),
         panel("Tensor activity by pod", "Tensor activity (NVML GPM) of the GPUs and MIG instances each pod holds.",
               "percentunit", (tagged(f"namespace_pod:orchex_gpu_tensor_active_ratio:avg{{{SEL}}}"), pod_legend)),
-        panel("GPU memory by pod", "Memory used on the GPUs and MIG instances each pod holds; a whole GPU shared by "
-              "time-slicing counts for each pod that shares it.", "bytes",
+        panel("GPU memory by pod", "GPU memory each pod's processes hold where orchex sees them (--kubernetes.pod-"
+              "memory: the real split between pods time-slicing a GPU); else the memory used on the GPUs and MIG "
+              "instances the pod holds, which a shared GPU counts for each pod.", "bytes",
               (tagged(f"namespace_pod:orchex_gpu_memory_used_bytes:sum{{{SEL}}}"), pod_legend)),
         panel("GPUs held by namespace", "GPUs and MIG instances assigned to each namespace's containers.", "none",
               (tagged(f"namespace:orchex_gpu_devices_held:count{{{SEL}}}"), "{{instance}} {{namespace}} ({{backend}})"),

@@ -250,7 +250,8 @@ def render(p: Policy = POLICY) -> str:
 
 # dcgm-exporter's series that NVIDIA's Grafana dashboard 12239 and the common pod dashboards read:
 # (name, the orchex expression in dcgm's unit). dcgm labels a series gpu, UUID, modelName, Hostname,
-# and GPU_I_ID for a MIG instance.
+# GPU_I_ID for a MIG instance, and pod, namespace and container for the pod holding the device: one
+# series per container, each with the device's value, where pods share it (as dcgm-exporter does).
 DCGM_OUT = os.path.join(HERE, "rules", "dcgm-compat.yml")
 DCGM_SERIES = (
     ("DCGM_FI_DEV_GPU_UTIL", "orchex_gpu_utilization_ratio * 100"),  # percent
@@ -266,8 +267,10 @@ DCGM_SERIES = (
 
 def dcgm_expr(expr: str) -> str:
     """`expr` (labelled job, instance, gpu, uuid[, gpu_instance]) with dcgm's labels in place of ours."""
-    named = ('(' + expr + ')\n    * on (job, instance, gpu, uuid) group_left (modelName)\n'
-             '    label_replace(orchex_gpu_info, "modelName", "$1", "model_name", "(.*)")')
+    device = ('(' + expr + ')\n    * on (job, instance, gpu, uuid) group_left (modelName)\n'
+              '    label_replace(orchex_gpu_info, "modelName", "$1", "model_name", "(.*)")')
+    on = "on (job, instance, gpu, uuid, gpu_instance)"
+    named = f"({device})\n  * {on} group_right (modelName) orchex_gpu_pod_info\nor {on}\n  {device}"
     for new, old, pattern in (("UUID", "uuid", "(.*)"), ("Hostname", "instance", "(.+?)(?::[0-9]+)?"),
                               ("GPU_I_ID", "gpu_instance", "(.+)")):
         named = f'label_replace(\n  {named},\n  "{new}", "$1", "{old}", "{pattern}")'

@@ -1,5 +1,7 @@
 """A fake kubelet: the real pod-resources proto (exporter/kubernetes/api.proto) served by grpcio on a
-unix socket in a temporary folder, answering what the test sets, late, or UNIMPLEMENTED."""
+unix socket in a temporary folder, answering what the test sets, late, or UNIMPLEMENTED; it can
+allocate the devices the test sets (`allocatable`: [(resource name, [device ids])]), or, as a kubelet
+before 1.23, not say."""
 
 import time
 from concurrent import futures
@@ -26,8 +28,9 @@ def sharing(whole_gpu_uuid, mig_uuid):
 
 
 class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
-    def __init__(self, socket_path, pods=(), delay=0.0, unimplemented=False):
+    def __init__(self, socket_path, pods=(), delay=0.0, unimplemented=False, allocatable=None):
         self.socket_path, self.pods, self.delay, self.unimplemented = socket_path, list(pods), delay, unimplemented
+        self.allocatable = allocatable
         self.calls = 0
         self.server = None
 
@@ -37,6 +40,12 @@ class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "List is not served here")
         time.sleep(self.delay)
         return api_pb2.ListPodResourcesResponse(pod_resources=self.pods)
+
+    def GetAllocatableResources(self, request, context):  # noqa: N802 - the proto's name
+        if self.allocatable is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetAllocatableResources is not served here")
+        return api_pb2.AllocatableResourcesResponse(devices=[
+            api_pb2.ContainerDevices(resource_name=r, device_ids=ids) for r, ids in self.allocatable])
 
     def start(self):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

@@ -12,9 +12,10 @@ import pytest
 
 import fake_nvml
 from conftest import ROOT, fake_env, free_port
-from exporter.collectors.gpu_processes import HOST_PID_NAMESPACE, host_pid_namespace, process_families
+from exporter.collectors.gpu_processes import process_families
 from exporter.exposition import render
 from exporter.gpu.snapshot import GpuProcess, GpuSnapshot
+from exporter.procfs import HOST_PID_NAMESPACE, host_pid_namespace
 from fake_nvml import GIB, gpu, running, seven_1g_10gb
 from test_serve import series
 

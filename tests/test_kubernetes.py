@@ -132,6 +132,33 @@ def test_the_pod_attribution_overlay_mounts_the_pod_resources_directory():
     assert one(docs, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert pod["priorityClassName"] == "system-node-critical" and "hostPID" not in pod
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # For the opt-in per-pod memory: this node's name, and a service account that may list pods
+    # and nothing else (its token is not mounted until the opt-in).
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
+    assert pod["serviceAccountName"] == "orchex" and pod["automountServiceAccountToken"] is False
+    account = one(docs, "ServiceAccount")["metadata"]
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
+                                    "namespace": account["namespace"]}]
+    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert one(docs, "ClusterRole")["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+
+
+def test_the_pod_memory_component_adds_host_pids_the_token_and_the_flag(tmp_path):
+    """The kustomization docs/deploy.md shows, rendered as a cluster's repository holding orchex's deploy/."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    shown = open(os.path.join(ROOT, "docs", "deploy.md")).read().split("# kustomization.yaml of your cluster\n")[1]
+    (tmp_path / "kustomization.yaml").write_text(shown.split("```")[0])
+    os.symlink(os.path.join(ROOT, "deploy"), tmp_path / "deploy")
+    out = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    docs = list(yaml.safe_load_all(out))
+    for d in docs:
+        if d["apiVersion"] != "monitoring.coreos.com/v1":
+            kubernetes_validate.validate(d, KUBERNETES_VERSION, strict=True)
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True and pod["automountServiceAccountToken"] is True
+    assert pod["containers"][0]["args"][-2:] == ["--collector.kubernetes", "--kubernetes.pod-memory"]
+    assert "hostPID" in restricted_violations(pod)  # "baseline" refuses it too: the namespace is privileged
 
 
 def crd_errors(doc):

@@ -7,11 +7,15 @@ import subprocess
 import sys
 
 import pytest
+from fake_apiserver import ApiServer
+from fake_apiserver import pod as apiserver_pod
 
 import fake_nvml
 from conftest import LEGACY, ROOT, Served, fake_env
+from exporter.procfs import HOST_PID_NAMESPACE
 from fake_kubelet import Kubelet, sharing
 from live import Prometheus, Pushgateway
+from test_serve import make_cert
 
 # Four XID events: two of 48 on GPU 1 (critical: FAULT), 94 and 13 on GPU 0 (warning, application).
 XIDS = [(1, 48), (0, 94), (0, 13), (1, 48)]
@@ -35,9 +39,23 @@ def stack(tmp_path_factory, fake_nvml_dir):
     # A kubelet that gives GPU 0 to two pods by time-slicing and MIG instance 7 of GPU 2 to a third.
     sock = str(folder / "kubelet.sock")
     kubelet = Kubelet(sock, sharing(fake_nvml.gpu(0)["uuid"], fake_nvml.seven_1g_10gb(2)["mig.0.uuid"])).start()
+    # The API server names the container this test process runs in as vllm-a's: per-pod memory. The
+    # host's processes are this test's, seen through a procfs that adds the process's pod cgroup.
+    key, cert = make_cert(folder, "apiserver")
+    (folder / "token").write_text("t")
+    (folder / "ca.crt").write_bytes(cert.read_bytes())
+    api = ApiServer(cert, key, "t", pods=[apiserver_pod("llm", "vllm-a", {"server": "a" * 64})]).start()
+    proc = folder / "proc"
+    (proc / "self" / "ns").mkdir(parents=True)
+    os.symlink(HOST_PID_NAMESPACE, proc / "self" / "ns" / "pid")
+    (proc / str(os.getpid())).mkdir()
+    (proc / str(os.getpid()) / "comm").write_text(open("/proc/self/comm").read())
+    (proc / str(os.getpid()) / "cgroup").write_text(f"0::/kubepods/besteffort/pod{'1' * 32}/{'a' * 64}\n")
     nvml = Served(["--gpu-backend=nvml", f"--selection-log={log}", "--collector.kubernetes",
-                   f"--kubernetes.pod-resources-socket={sock}", "--kubernetes.refresh-interval=1"],
-                  fake_env(fake_nvml_dir, scenario))
+                   f"--kubernetes.pod-resources-socket={sock}", "--kubernetes.refresh-interval=1",
+                   "--kubernetes.pod-memory", f"--kubernetes.service-account-dir={folder}", f"--path.procfs={proc}"],
+                  dict(fake_env(fake_nvml_dir, scenario), NODE_NAME="gpu-node-1", KUBERNETES_SERVICE_HOST="127.0.0.1",
+                       KUBERNETES_SERVICE_PORT=str(api.port)))
     sim = Served(["--gpu-backend=simulated", f"--selection-log={log}"])
     gateway = Pushgateway(str(folder))
     bench = subprocess.run([sys.executable, "-m", "exporter", "bench", "30", "--push", gateway.url, "--job", "bench_ci",
@@ -51,6 +69,7 @@ def stack(tmp_path_factory, fake_nvml_dir):
     prom.stop()
     nvml.stop()
     kubelet.stop()
+    api.stop()
     sim.stop()
     gateway.stop()
 
@@ -138,16 +157,25 @@ def test_recording_rules_evaluate_on_real_series(stack):
     tensor = prom.wait_for('job:orchex_gpu_tensor_active_ratio:avg{job="orchex_nvml"}')
     assert float(tensor[0]["value"][1]) == pytest.approx(0.42 * (1 + sum(k + 1 for k in range(7)) / 8) / 8)
     # The opt-in dcgm-exporter series, from the same scrape.
-    temp = prom.wait_for('DCGM_FI_DEV_GPU_TEMP{job="orchex_nvml"}', lambda r: len(r) == 3)
-    assert {(r["metric"]["gpu"], r["metric"]["Hostname"], r["metric"]["modelName"]): float(r["value"][1])
-            for r in temp} == {("0", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 40.0,
-                               ("1", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 88.0,
-                               ("2", "127.0.0.1", "NVIDIA H100 80GB HBM3"): 40.0}
+    # GPU 0 once for each pod time-slicing it, as dcgm-exporter labels it; GPU 1 (MIG) and 2 for no pod.
+    temp = prom.wait_for('DCGM_FI_DEV_GPU_TEMP{job="orchex_nvml"}', lambda r: len(r) == 4)
+    assert {(r["metric"]["gpu"], r["metric"]["Hostname"], r["metric"]["modelName"], r["metric"].get("pod")):
+            float(r["value"][1]) for r in temp} == {("0", "127.0.0.1", "NVIDIA H100 80GB HBM3", "vllm-a"): 40.0,
+                                                    ("0", "127.0.0.1", "NVIDIA H100 80GB HBM3", "vllm-b"): 40.0,
+                                                    ("1", "127.0.0.1", "NVIDIA H100 80GB HBM3", None): 88.0,
+                                                    ("2", "127.0.0.1", "NVIDIA H100 80GB HBM3", None): 40.0}
     # By pod: the two pods time-slicing GPU 0 each see its utilisation and memory; the MIG pod its instance's.
     util = prom.wait_for("namespace_pod:orchex_gpu_utilization_ratio:avg", lambda r: len(r) == 2)
     assert by(util, "pod") == {"vllm-a": 0.45, "vllm-b": 0.45}
+    # Memory: vllm-a's own process holds 3 GiB; vllm-b's processes are not seen, so it is charged
+    # the GPU's 8 GiB, as the tgi pod is its MIG instance's.
     memory = prom.wait_for("namespace_pod:orchex_gpu_memory_used_bytes:sum", lambda r: len(r) == 3)
-    assert by(memory, "pod") == {"vllm-a": 8589934592, "vllm-b": 8589934592, "tgi": 512 << 20}
+    assert by(memory, "pod") == {"vllm-a": 3 << 30, "vllm-b": 8589934592, "tgi": 512 << 20}
+    pod_memory = prom.wait_for("orchex_gpu_pod_memory_used_bytes")
+    assert [(r["metric"]["pod"], r["metric"]["container"], r["metric"]["gpu"]) for r in pod_memory] == [
+        ("vllm-a", "server", "0")]
+    # The unseen PID on GPU 0, and the fake's two default processes on each of GPUs 1 and 2.
+    assert by(prom.wait_for("orchex_kubernetes_unattributed_processes"), "job") == {"orchex_nvml": 5}
     tensor = prom.wait_for("namespace_pod:orchex_gpu_tensor_active_ratio:avg", lambda r: len(r) == 3)
     assert by(tensor, "pod") == pytest.approx({"vllm-a": 0.42, "vllm-b": 0.42, "tgi": 0.42 / 8})
     assert by(prom.wait_for("namespace:orchex_gpu_devices_held:count", lambda r: len(r) == 2), "namespace") == {

@@ -32,6 +32,10 @@ def value(v, name):
     return next((n for k, n in v.items() if k[0] == name), None)
 
 
+def by_resource(v, name):
+    return {dict(k[1])["resource"]: n for k, n in v.items() if k[0] == name}
+
+
 def wait_for(s, check, deadline=10.0):
     end = time.time() + deadline
     while True:
@@ -77,9 +81,35 @@ def test_every_device_id_form_and_time_slicing(serve, node):
                                ("gke", "g1", "c", "2", ""), ("gke", "g2", "c", "3", "9")}
         assert value(v, "orchex_kubernetes_unmatched_devices") == 1  # the ghost's GPU is not on this node
         assert value(v, "orchex_kubernetes_series_dropped") == 0
+        # As the kubelet counts them (the ghost's too); a kubelet that does not say what it can
+        # allocate (UNIMPLEMENTED, before 1.23) costs only that family.
+        assert by_resource(v, "orchex_kubernetes_allocated_devices") == {"nvidia.com/gpu": 5,
+                                                                         "nvidia.com/mig-1g.10gb": 2}
+        assert not by_resource(v, "orchex_kubernetes_allocatable_devices")
+        assert v[("orchex_scrape_collector_success", (("collector", "kubernetes"),))] == 1
         _, err = s.stop()
         assert "Traceback" not in err
         assert kubelet.calls <= 6  # one List a refresh, not one a scrape
+    finally:
+        kubelet.stop()
+
+
+def test_what_the_kubelet_can_still_allocate(serve, node):
+    """Four time-slicing replicas of GPU 0 (two taken), GPU 2 by GKE's name, seven MIG instances (one
+    taken): each GPU resource's allocatable and allocated device ids; other resources are not GPUs."""
+    sock, env = node
+    instances = [seven_1g_10gb(1)[f"mig.{k}.uuid"] for k in range(7)]
+    kubelet = Kubelet(sock, EVERY_FORM[:3], allocatable=[
+        ("nvidia.com/gpu", [f"{U0}::{n}" for n in range(4)] + ["nvidia2"]),
+        ("nvidia.com/mig-1g.10gb", instances), ("example.com/fpga", ["fpga0", "fpga1"])]).start()
+    try:
+        s = exporter(serve, sock, env)
+        v = wait_for(s, lambda v: by_resource(v, "orchex_kubernetes_allocatable_devices"))
+        assert by_resource(v, "orchex_kubernetes_allocatable_devices") == {"nvidia.com/gpu": 5,
+                                                                           "nvidia.com/mig-1g.10gb": 7}
+        assert by_resource(v, "orchex_kubernetes_allocated_devices") == {"nvidia.com/gpu": 2,
+                                                                         "nvidia.com/mig-1g.10gb": 1}
+        s.stop()
     finally:
         kubelet.stop()
 

@@ -52,7 +52,7 @@ def test_committed_alerts_are_what_the_generator_writes():
 
 
 def test_every_dcgm_unit_conversion_is_pinned(tmp_path):
-    """Each dcgm-compatible series, its value doubled or its dcgm label lost, fails the promtool test."""
+    """Each dcgm-compatible series, its value doubled, its dcgm label or its pod lost, fails the promtool test."""
     gen = generator()
     test = open(os.path.join(PROM, "tests", "dcgm-compat.test.yml")).read()
     (tmp_path / "tests").mkdir()
@@ -68,6 +68,14 @@ def test_every_dcgm_unit_conversion_is_pinned(tmp_path):
                                  cwd=tmp_path)
             if res.returncode == 0:
                 survivors.append(f"{name}: {broken}")
+    # Each series that loses its pod labels fails too (every series the pod case names).
+    for name in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"):
+        rules = [{"record": n, "expr": gen.dcgm_expr(e).replace("orchex_gpu_pod_info", 'orchex_gpu_pod_info{pod="-"}')
+                  if n == name else gen.dcgm_expr(e)} for n, e in gen.DCGM_SERIES]
+        (tmp_path / "rules" / "dcgm-compat.yml").write_text(gen.render_groups({"dcgm-compat": rules}))
+        res = subprocess.run(["promtool", "test", "rules", "tests/t.yml"], capture_output=True, text=True, cwd=tmp_path)
+        if res.returncode == 0:
+            survivors.append(f"{name} without its pods")
     assert not survivors, survivors
 
 

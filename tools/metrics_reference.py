@@ -47,17 +47,42 @@ def families():
             time.sleep(0.6)
         time.sleep(1.05)  # a GPM window: the next reading has the GPM families
         log = os.path.join(ROOT, "tests", "fixtures", "legacy", "selection_metrics_sample.csv")
-        # A fake kubelet that gives GPU 0 to one container, for the kubernetes collector.
+        # A fake kubelet that gives GPU 0 to one container, for the kubernetes collector, and a fake
+        # API server that names the container this process runs in (by a procfs of the host's).
+        import pathlib
+
+        import fake_apiserver
+
         from exporter import serveconfig
         from exporter.collectors.kubernetes import KubernetesCollector
+        from exporter.procfs import HOST_PID_NAMESPACE
         from fake_kubelet import Kubelet, pod
+        from test_serve import make_cert
 
         sock = os.path.join(tmp, "kubelet.sock")
         kubelet = Kubelet(sock, [pod("llm", "vllm-0", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"]])]})])
         kubelet.start()
-        settings = serveconfig.load({"collector.kubernetes": True, "kubernetes.pod-resources-socket": sock}, None)
+        folder = pathlib.Path(tmp)
+        key, cert = make_cert(folder, "apiserver")
+        (folder / "token").write_text("t")
+        (folder / "ca.crt").write_bytes(cert.read_bytes())
+        container = "0" * 64
+        api = fake_apiserver.ApiServer(cert, key, "t",
+                                       pods=[fake_apiserver.pod("llm", "vllm-0", {"server": container})])
+        api.start()
+        proc = folder / "proc"
+        (proc / "self" / "ns").mkdir(parents=True)
+        os.symlink(HOST_PID_NAMESPACE, proc / "self" / "ns" / "pid")
+        (proc / str(os.getpid())).mkdir()
+        (proc / str(os.getpid()) / "cgroup").write_text(f"0::/kubepods/pod{'1' * 32}/{container}\n")
+        env = {"NODE_NAME": "gpu-node-1", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": str(api.port)}
+        settings = serveconfig.load({"collector.kubernetes": True, "kubernetes.pod-resources-socket": sock,
+                                     "kubernetes.pod-memory": True, "kubernetes.service-account-dir": tmp,
+                                     "path.procfs": str(proc)}, None, env)
         kubernetes = KubernetesCollector(reading, settings)
-        while time.time() < deadline + 5 and kubernetes.source.current()[0] is None:
+        pods = kubernetes.pods
+        while time.time() < deadline + 5 and (kubernetes.source.current().assignments is None or not pods.answered):
             time.sleep(0.05)
         scraper = Scraper([gpu, GpuProcessesCollector(reading, 16), RoutingCollector([log], registry.load()),
                            ProcessCollector(), kubernetes])
@@ -65,6 +90,7 @@ def families():
         scraper.close()
         reading.close()
         kubelet.stop()
+        api.stop()
         return out
 
 

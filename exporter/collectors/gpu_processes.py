@@ -2,11 +2,11 @@
 named by /proc/<pid>/comm. Not to be confused with `process`, the exporter's own process metrics.
 
 Series are bounded by `--gpu-processes.max-per-gpu`: the processes holding the most memory get their
-own, the rest are summed into pid="other". NVML gives host PIDs: a name is read only where this process
-lives in the host's PID namespace (`hostPID: true` in Kubernetes); elsewhere a PID could name an
-unrelated process of the container, so none is named and orchex_gpu_processes_unresolved counts them."""
+own, the rest are summed into pid="other". NVML gives host PIDs: a name is read only where
+`--path.procfs` shows the host's processes (exporter/procfs.py; `hostPID: true` in Kubernetes);
+elsewhere a PID could name an unrelated process of the container, so none is named and
+orchex_gpu_processes_unresolved counts them."""
 
-import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -15,32 +15,13 @@ from exporter.collectors import CollectorFailed
 from exporter.exposition import Family, labels
 from exporter.gpu.reading import SharedReading, Unavailable
 from exporter.gpu.snapshot import GpuProcess, GpuSnapshot
+from exporter.procfs import command, host_pid_namespace
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
     from exporter.serveconfig import Settings
 
 OTHER = "other"
-# The kernel gives the initial (host) PID namespace this fixed inode number (PROC_PID_INIT_INO).
-HOST_PID_NAMESPACE = "pid:[4026531836]"
-
-
-def host_pid_namespace(proc: str = "/proc") -> bool:
-    """Whether this process lives in the host's PID namespace, where NVML's PIDs name its processes.
-    A container has its own /proc, so only the namespace's identity can tell."""
-    try:
-        return os.readlink(f"{proc}/self/ns/pid") == HOST_PID_NAMESPACE
-    except OSError:
-        return False
-
-
-def command(pid: int, proc: str = "/proc") -> str | None:
-    """The process's name (comm, at most 15 characters), or None where the PID is not visible."""
-    try:
-        with open(f"{proc}/{pid}/comm", "rb") as f:
-            return f.read(64).rstrip(b"\n").decode(errors="replace")
-    except OSError:
-        return None
 
 
 def _merged(processes: Iterable[GpuProcess]) -> list[GpuProcess]:
@@ -111,7 +92,8 @@ class GpuProcessesCollector:
 
     def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
         with self.lock:
-            self.max_per_gpu = settings["gpu-processes.max-per-gpu"]
+            self.max_per_gpu, self.proc = settings["gpu-processes.max-per-gpu"], settings["path.procfs"]
+            self.host_pids = host_pid_namespace(self.proc)
             self.built = (None, [])
 
     def collect(self, now: float) -> list[Family]:

@@ -4,6 +4,7 @@ exporter/web.py answers HTTP, exporter/collectors/ read the GPUs and the logs)."
 
 import argparse
 import logging
+import os
 import resource
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--gpu-processes.max-per-gpu", dest="gpu-processes.max-per-gpu", type=int, metavar="N",
                    help="processes per GPU with series of their own, by memory; the rest are summed as "
                         "pid=\"other\" (default 16)")
+    p.add_argument("--path.procfs", dest="path.procfs", metavar="DIR",
+                   help="where GPU processes are looked up: /proc (default) with the host's PID namespace, or the "
+                        "host's /proc mounted elsewhere")
     p.add_argument("--kubernetes.pod-resources-socket", dest="kubernetes.pod-resources-socket", metavar="PATH",
                    help="the kubelet's pod-resources socket (default /var/lib/kubelet/pod-resources/kubelet.sock)")
     p.add_argument("--kubernetes.refresh-interval", dest="kubernetes.refresh-interval", type=float, metavar="S",
@@ -60,7 +64,12 @@ def add_parser(sub: Any) -> None:
                    type=lambda t: [r for r in t.split(",") if r],
                    help="extended resources that are GPUs, globs allowed (default nvidia.com/gpu,nvidia.com/mig-*)")
     p.add_argument("--kubernetes.max-series", dest="kubernetes.max-series", type=int, metavar="N",
-                   help="orchex_gpu_pod_info series at most; the rest are counted (default 2000)")
+                   help="pod series of each family at most; the rest are counted (default 2000)")
+    p.add_argument("--kubernetes.pod-memory", dest="kubernetes.pod-memory", action=argparse.BooleanOptionalAction,
+                   default=None, help="GPU memory per pod from each process's cgroup, named by the API server's "
+                                      "list of this node's pods (needs NODE_NAME and the host's PIDs; default off)")
+    p.add_argument("--kubernetes.service-account-dir", dest="kubernetes.service-account-dir", metavar="DIR",
+                   help="token and ca.crt for the API server (default /var/run/secrets/kubernetes.io/serviceaccount)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector.{name}", action=argparse.BooleanOptionalAction,
                        default=None,
@@ -88,7 +97,7 @@ def make_collector(name: str, settings: Settings, log: logging.Logger, reading: 
     if name == "gpu-processes":
         from exporter.collectors.gpu_processes import GpuProcessesCollector
 
-        return GpuProcessesCollector(reading, settings["gpu-processes.max-per-gpu"])
+        return GpuProcessesCollector(reading, settings["gpu-processes.max-per-gpu"], settings["path.procfs"])
     if name == "kubernetes":
         from exporter.collectors.kubernetes import KubernetesCollector
 
@@ -130,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from exporter.web import App, make_server
 
     def load() -> Settings:
-        return serveconfig.load({k: getattr(args, k, None) for k in DEFAULTS}, args.config)
+        return serveconfig.load({k: getattr(args, k, None) for k in DEFAULTS}, args.config, os.environ)
 
     one_malloc_arena()
     more_descriptors()
