@@ -25,6 +25,13 @@ def _xids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected XID numbers separated by commas, got {text!r}") from None
 
 
+def _names(text: str) -> list[str]:
+    names = [r.strip() for r in text.split(",") if r.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected resource names separated by commas, got {text!r}")
+    return names
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the Prometheus exporter",
                        description="Serve GPU health and routing-selection metrics for Prometheus. Every flag "
@@ -61,7 +68,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--kubernetes.refresh-interval", dest="kubernetes.refresh-interval", type=float, metavar="S",
                    help="seconds between reads of the kubelet, off the scrape path (default 10)")
     p.add_argument("--kubernetes.resource-names", dest="kubernetes.resource-names", metavar="NAME,NAME",
-                   type=lambda t: [r for r in t.split(",") if r],
+                   type=_names,
                    help="extended resources that are GPUs, globs allowed (default nvidia.com/gpu,nvidia.com/mig-*)")
     p.add_argument("--kubernetes.max-series", dest="kubernetes.max-series", type=int, metavar="N",
                    help="pod series of each family at most; the rest are counted (default 2000)")
