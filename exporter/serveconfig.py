@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter import webconfig, yamlfile
+from exporter.collectors import NAMES as COLLECTORS
+from exporter.collectors import OFF_BY_DEFAULT
 from exporter.errors import UsageError
 from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.gpu.health import Thresholds
@@ -21,8 +23,6 @@ from exporter.routing import registry
 from exporter.routing.registry import Registry
 from exporter.webconfig import WebConfig
 
-COLLECTORS = ("gpu", "gpu-processes", "routing", "process", "kubernetes")  # each a module of exporter/collectors/
-OFF_BY_DEFAULT = ("kubernetes",)
 DEFAULTS: dict[str, Any] = {
     "web.listen-address": ":9847",
     "web.telemetry-path": "/metrics",

@@ -5,7 +5,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from exporter.collectors import CollectorFailed
+from exporter.collectors import CollectorFailed, Settings
 from exporter.exposition import Family, labels
 from exporter.gpu.backends import Backend
 from exporter.gpu.gpm import GPM_METRICS
@@ -15,7 +15,6 @@ from exporter.gpu.snapshot import GpuSnapshot
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
-    from exporter.serveconfig import Settings
 
 # (family, type, help, value from a snapshot): one series per GPU labelled gpu and uuid, omitted
 # when the value is None (the device does not report it).
@@ -72,7 +71,7 @@ class GpuCollector:
         self.lock = threading.Lock()
         self.built: tuple[list[GpuSnapshot] | None, list[Family]] = (None, [])  # snapshots -> their families
 
-    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+    def reconfigure(self, settings: Settings, registry: "Registry") -> None:
         pass  # the shared reading adopts the GPU settings (commands/serve.py)
 
     def collect(self, now: float) -> list[Family]:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from exporter.collectors import CollectorFailed
+from exporter.collectors import CollectorFailed, Settings
 from exporter.exposition import Family, labels
 from exporter.gpu.reading import SharedReading, Unavailable
 from exporter.gpu.snapshot import GpuProcess, GpuSnapshot
@@ -19,7 +19,6 @@ from exporter.procfs import command, host_pid_namespace
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
-    from exporter.serveconfig import Settings
 
 OTHER = "other"
 
@@ -90,7 +89,7 @@ class GpuProcessesCollector:
         self.lock = threading.Lock()
         self.built: tuple[list[GpuSnapshot] | None, list[Family]] = (None, [])
 
-    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+    def reconfigure(self, settings: Settings, registry: "Registry") -> None:
         with self.lock:
             self.max_per_gpu, self.proc = settings["gpu-processes.max-per-gpu"], settings["path.procfs"]
             self.host_pids = host_pid_namespace(self.proc)

@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from exporter import procfs
-from exporter.collectors import CollectorFailed
+from exporter.collectors import CollectorFailed, Settings
 from exporter.exposition import Family
 from exporter.gpu.reading import SharedReading, Unavailable
 from exporter.gpu.snapshot import GpuSnapshot
@@ -17,13 +17,12 @@ from exporter.kubernetes.podresources import PodResources
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
-    from exporter.serveconfig import Settings
 
 
 class KubernetesCollector:
     name = "kubernetes"
 
-    def __init__(self, reading: SharedReading, settings: "Settings") -> None:
+    def __init__(self, reading: SharedReading, settings: Settings) -> None:
         self.reading = reading
         self.lock = threading.Lock()
         self.source = PodResources(settings["kubernetes.pod-resources-socket"], settings["kubernetes.refresh-interval"])
@@ -31,7 +30,7 @@ class KubernetesCollector:
         self.pods: NodePods | None = None
         self._configure(settings)
 
-    def _configure(self, settings: "Settings") -> None:
+    def _configure(self, settings: Settings) -> None:
         self.resources = tuple(settings["kubernetes.resource-names"])
         self.max_series = settings["kubernetes.max-series"]
         self.proc = settings["path.procfs"]
@@ -45,7 +44,7 @@ class KubernetesCollector:
             self.pods = NodePods(server, interval)
             self.pods.start()
 
-    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+    def reconfigure(self, settings: Settings, registry: "Registry") -> None:
         with self.lock:
             self._configure(settings)
         where = (settings["kubernetes.pod-resources-socket"], settings["kubernetes.refresh-interval"])

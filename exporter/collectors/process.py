@@ -6,11 +6,11 @@ for its process collector would add about 13 MB of resident memory to a daemon t
 import os
 from typing import TYPE_CHECKING
 
+from exporter.collectors import Settings
 from exporter.exposition import Family
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry
-    from exporter.serveconfig import Settings
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -34,7 +34,7 @@ class ProcessCollector:
     def close(self) -> None:
         pass
 
-    def reconfigure(self, settings: "Settings", registry: "Registry") -> None:
+    def reconfigure(self, settings: Settings, registry: "Registry") -> None:
         pass  # nothing to configure
 
     def collect(self, now: float) -> list[Family]:

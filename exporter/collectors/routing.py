@@ -13,17 +13,13 @@ then serves what is counted, so a huge file, a sparse one or a slow disk never m
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from exporter.collectors import CollectorFailed
+from exporter.collectors import CollectorFailed, Settings
 from exporter.exposition import Family, labels
 from exporter.routing.registry import Registry
 from exporter.selectionlog.reader import ERROR_REASONS, MAX_OPEN_FILES, Follower
 from exporter.selectionlog.rows import REASONS
 from exporter.selectionlog.tally import OTHER, SelectionKey, Tally
-
-if TYPE_CHECKING:
-    from exporter.serveconfig import Settings
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0)
@@ -104,7 +100,7 @@ class RoutingCollector:
         self.reader = threading.Thread(target=self._read_logs, name="orchex-routing-reader", daemon=True)
         self.reader.start()
 
-    def reconfigure(self, settings: "Settings", registry: Registry) -> None:
+    def reconfigure(self, settings: Settings, registry: Registry) -> None:
         """Adopt reloaded settings: the registry's names are admitted from now on, the label cap and
         the followed patterns change; counts already made stay."""
         with self.lock:

@@ -8,14 +8,16 @@ import os
 import resource
 from typing import TYPE_CHECKING, Any
 
-from exporter.collectors import Collector
+from exporter.collectors import NAMES as COLLECTORS
+from exporter.collectors import OFF_BY_DEFAULT
 from exporter.gpu.backends import NAMES as BACKENDS
 from exporter.logfmt import LEVELS
 from exporter.policy import POLICY
-from exporter.serveconfig import COLLECTORS, DEFAULTS, OFF_BY_DEFAULT, Settings
 
 if TYPE_CHECKING:
+    from exporter.collectors import Collector
     from exporter.gpu.reading import SharedReading
+    from exporter.serveconfig import Settings
 
 
 def _xids(text: str) -> list[int]:
@@ -95,7 +97,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def make_collector(name: str, settings: Settings, log: logging.Logger, reading: "SharedReading") -> Collector:
+def make_collector(name: str, settings: "Settings", log: logging.Logger, reading: "SharedReading") -> "Collector":
     """The collector `name` as the settings configure it; the GPU collectors share `reading`."""
     if name == "gpu":
         from exporter.collectors.gpu import GpuCollector
@@ -119,7 +121,7 @@ def make_collector(name: str, settings: Settings, log: logging.Logger, reading: 
     return ProcessCollector()
 
 
-def gpu_reading(settings: Settings, log: logging.Logger) -> "SharedReading":
+def gpu_reading(settings: "Settings", log: logging.Logger) -> "SharedReading":
     """The one GPU reading of this process, which the GPU collectors share and this command owns: a
     collector switched off by a reload leaves it to the others. `auto` decides its backend here, once."""
     from exporter.gpu.backends import factory
@@ -145,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     from exporter.collectors.scrape import Scraper
     from exporter.web import App, make_server
 
-    def load() -> Settings:
-        return serveconfig.load({k: getattr(args, k, None) for k in DEFAULTS}, args.config, os.environ)
+    def load() -> "Settings":
+        return serveconfig.load({k: getattr(args, k, None) for k in serveconfig.DEFAULTS}, args.config, os.environ)
 
     one_malloc_arena()
     more_descriptors()
