@@ -1,6 +1,6 @@
 """The C kernels against the Python they stand in for. The fold (exporter/selectionlog/_fold.c):
 the same counts and the same float sums to the last bit, on plain chunks of every number form, for
-a report's tally (fold) and for the exporter's, which renames, budgets and buckets (group); and
+a report's tally and for the exporter's, which renames, budgets and buckets what the fold counted; and
 None, with nothing counted, for every chunk it should leave to Python."""
 
 import copy
@@ -126,7 +126,6 @@ def test_it_declines_what_python_must_judge_and_counts_nothing(bad):
 def test_it_declines_quotes_and_carriage_returns_in_text_and_bytes(bad):
     for chunk in (GOOD * 2 + bad, (GOOD * 2 + bad).encode()):
         assert KERNEL.fold(chunk, 8, False, Tally()) is None
-        assert KERNEL.group(chunk, 8) is None
 
 
 @pytest.mark.parametrize("bad", [
@@ -143,7 +142,6 @@ def test_it_declines_bytes_that_are_not_utf8_wherever_they_are(bad, where):
     t = Tally()
     before = state(t)
     assert KERNEL.fold(chunk, 8, False, t) is None and state(t) == before
-    assert KERNEL.group(chunk, 8) is None
 
 
 def test_it_reads_bytes_of_multibyte_utf8_as_their_text():
@@ -178,29 +176,27 @@ def test_the_reader_hands_plain_rows_to_the_kernel_as_read_and_decodes_only_the_
     assert seen == ["memoryview"] and t.rows == 5 and src.line == 7 and not t.rejected
 
 
-def test_a_report_tally_takes_the_fold_and_the_exporter_tally_the_grouping():
+def test_a_report_tally_is_folded_into_and_the_exporters_adds_a_chunk_folded_on_its_own():
     assert Tally()._plain()
     assert not Tally(buckets=(0.1, 1.0))._plain() and not Tally(since="2026-01-01 00:00:00")._plain()
     assert not Tally(label=lambda kind, value: value)._plain()
-    calls = []
+    into = []
 
     class Spy:
-        def fold(self, *args):
-            calls.append("fold")
-            return KERNEL.fold(*args)
-
-        def group(self, *args):
-            calls.append("group")
-            return KERNEL.group(*args)
+        def fold(self, chunk, fallback, sketch, tally):
+            into.append(tally)
+            return KERNEL.fold(chunk, fallback, sketch, tally)
 
     kernel, tally_module._kernel = tally_module._kernel, Spy()
+    tallies = (Tally(), exporter_tally(), Tally(since="2026-01-01 00:00:00"))
     try:
-        for t in (Tally(), exporter_tally(), Tally(since="2026-01-01 00:00:00")):
+        for t in tallies:
             t.add_text(GOOD, Source("f"))
             assert t.rows == 1
     finally:
         tally_module._kernel = kernel
-    assert calls == ["fold", "group"]  # a time window is the Python path's alone
+    # A time window is the Python path's alone.
+    assert len(into) == 2 and into[0] is tallies[0] and into[1] is not tallies[1] and into[1].rows == 1
 
 
 def exporter_tally(max_values=2, max_series=40):
@@ -237,17 +233,12 @@ WIDE_ROWS = st.lists(st.builds(plain_row, st.integers(0, 10**6), st.sampled_from
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(WIDE_ROWS, min_size=1, max_size=4))
-def test_grouped_chunks_count_as_the_python_path_counts_them(chunks):
-    """Label caps, the series budget and histogram buckets applied to the C grouping give the Python
-    path's counts, sums to the last bit, overflow counts, admitted values and budget, chunk after chunk."""
+def test_the_exporters_chunks_count_as_the_python_path_counts_them(chunks):
+    """Label caps, the series budget and histogram buckets applied to chunks the C fold counted on
+    their own give the Python path's counts, sums to the last bit, overflow counts, admitted values
+    and budget, chunk after chunk."""
     texts = ["".join(rows) for rows in chunks]
     assert exporter_state(fed(texts, KERNEL)) == exporter_state(fed(texts, None))
-    assert all(KERNEL.group(text.encode(), 8) == KERNEL.group(text, 8) for text in texts)
-
-
-def test_grouping_declines_what_python_must_judge():
-    assert KERNEL.group(GOOD * 3 + "2026-01-23 08:00:00,code,m1,true,0.9,85.5,0,-1\n", 8) is None
-    assert KERNEL.group(GOOD.rstrip("\n"), 8) is None
 
 
 ROW_OK = "2026-01-23 08:00:00,code,m1,true,0.5,70.00,3,0.004\n"

@@ -3,6 +3,7 @@ label caps. Values are read back through prometheus_client's parser of our expos
 
 import os
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.routing import RoutingCollector
@@ -300,3 +301,33 @@ def test_a_reload_keeps_serving_the_families_until_the_reader_rebuilds_them(tmp_
     c.reconfigure(serveconfig.load({"selection-log": [str(log)]}, None), default_registry)
     assert sel(samples(c)) == 1  # not an empty scrape: every routing series would seem to vanish
     c.close()
+
+
+@pytest.mark.parametrize("kernel", ["C", "Python"])
+def test_a_row_over_the_series_budget_counts_where_its_pair_and_category_have_series(kernel):
+    """Each level of the routing metrics stays whole: a row whose own selection series is over the
+    budget counts as other in orchex_router_selections_total, but in its (category, model) summary
+    and its category's histogram when those already have series; a pair and category with none count
+    as other there too."""
+    from exporter.collectors.routing import BUCKETS, SeriesBudget
+    from exporter.selectionlog import tally as tally_module
+    from exporter.selectionlog.tally import OTHER, Source, Tally
+
+    first_key = 1 + SeriesBudget.PAIR + SeriesBudget.CATEGORY  # room for (code, m1, gpu 0) alone
+    t = Tally(buckets=BUCKETS, admit=SeriesBudget(first_key))
+    rows = [row(1, cat="code", model="m1", gpu="0"), row(1, cat="code", model="m1", gpu="1"),
+            row(1, cat="math", model="m2", gpu="0")]
+    saved = tally_module._kernel
+    if kernel == "Python":
+        tally_module._kernel = None
+    elif saved is None:
+        pytest.fail("the C fold is not built")
+    try:
+        t.add_text("".join(rows), Source("f"))
+    finally:
+        tally_module._kernel = saved
+    assert t.selections == {("code", "m1", True, "0"): 1, (OTHER, OTHER, True, OTHER): 2}
+    assert t.pairs == {("code", "m1"): 2, (OTHER, OTHER): 1}
+    assert set(t.confidence_sum) == {("code", "m1", True), (OTHER, OTHER, True)}
+    assert set(t.duration_sum) == {"code", OTHER} and sum(n for (c, _), n in t.durations.items() if c == "code") == 2
+    assert t.overflow["series"] == 2

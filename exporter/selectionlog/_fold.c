@@ -1,6 +1,6 @@
 /* The selection-log fast path in C: one pass over a chunk of plain rows (no quotes, no blank lines,
- * no header, one width), validating each row as rows.check() would and grouping it as Tally._fold
- * does, so a row costs tens of nanoseconds instead of microseconds.
+ * no header, one width), validating each row as rows.check() would and counting it as the Python
+ * path (Tally._stage) does, so a row costs tens of nanoseconds instead of microseconds.
  *
  * The chunk is a str, or UTF-8 bytes as they were read (any bytes-like object): a reader that hands
  * over its block saves decoding it, which in a virtual machine costs more than this whole pass
@@ -13,14 +13,12 @@
  * tests hold its result equal to the Python fold's.
  *
  * On success it has added the chunk to the tally's dicts (selections, pairs, confidence_sum,
- * score_sum, duration_sum, fallbacks, and durations, or sketch when `sketch`), key by key in the
- * order Tally._fold adds them, so the float sums are the same to the last bit; and it returns
- * (first timestamp, last timestamp, rows, rows that carried the fallback column). Nothing is added
- * before the whole chunk has been read and found plainly valid.
- *
- * group(chunk, fallback_column) reads a chunk the same way for the exporter's tally, which renames
- * label values, budgets series and buckets durations: it returns the rows grouped by key with their
- * sums, and each row's key and duration, and Python does the rest once a key (Tally._fold_groups). */
+ * score_sum, duration_sum, fallbacks, and durations, or sketch when `sketch`) as Tally._add_chunk adds
+ * a chunk that the Python path counted on its own, so the float sums are the same to the last bit;
+ * and it returns (first timestamp, last timestamp, rows, rows that carried the fallback column).
+ * Nothing is added before the whole chunk has been read and found plainly valid. A report's tally is
+ * folded into directly; the exporter's, which renames label values, budgets series and buckets
+ * durations, has the chunk folded into an empty tally and maps and adds that (Tally.add_plain). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -188,16 +186,68 @@ static int add(PyObject *d, PyObject *key, PyObject *v) {
     return rc;
 }
 
-/* Fold the grouped chunk into the tally's dicts, key by key in first-seen order: the order, and so
- * the float sums, of Tally._fold. Returns 0, or -1 with an exception set. */
+/* The keys of a chunk grouped by one level: 3 (category, model, primary), 2 (category, model) or
+ * 1 (category), in first-seen order. group[i] is key i's group; first[g] the first key of group g.
+ * Returns the number of groups, or -1 when memory runs out. */
+static Py_ssize_t level_groups(const key_entry *keys, Py_ssize_t n, int level, int32_t *group, Py_ssize_t *first) {
+    Py_ssize_t cap = 16, groups = 0;
+    while (cap < 2 * n) cap <<= 1;
+    int32_t *slots = calloc((size_t)cap, sizeof *slots);
+    if (!slots) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const key_entry *e = &keys[i];
+        uint64_t h = mix(14695981039346656037ULL, e->cat.p, e->cat.n);
+        if (level >= 2) h = mix(h, e->model.p, e->model.n);
+        if (level == 3) h ^= (uint64_t)e->primary;
+        Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(cap - 1));
+        for (;; j = (j + 1) & (cap - 1)) {
+            if (!slots[j]) {
+                first[groups] = i;
+                slots[j] = (int32_t)++groups;
+                break;
+            }
+            const key_entry *f = &keys[first[slots[j] - 1]];
+            if (same(f->cat, e->cat) && (level < 2 || same(f->model, e->model)) &&
+                (level < 3 || f->primary == e->primary))
+                break;
+        }
+        group[i] = slots[j] - 1;
+    }
+    free(slots);
+    return groups;
+}
+
+/* Add the grouped chunk to the tally's dicts as Tally._add_chunk adds a chunk counted on its own:
+ * rows by key; the float sums first summed over the chunk's keys, in first-seen order, for each
+ * (category, model, primary), (category, model) and category, then each added once. So the sums are
+ * the Python path's to the last bit, and the same whether the chunk is added to a report's tally here
+ * or to an empty one that the exporter's tally then maps and adds. Returns 0, or -1 with an
+ * exception set. */
 static int apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_entry *durs, Py_ssize_t ndurs,
                         int sketch) {
     static const char *names[] = {"selections", "pairs", "confidence_sum", "score_sum", "duration_sum",
                                   "fallbacks", "durations", "sketch"};
     PyObject *d[8] = {NULL};
     int rc = -1;
+    Py_ssize_t n = nkeys > 0 ? nkeys : 1;
     strings *cache = calloc(1, sizeof *cache);
-    if (!cache) { PyErr_NoMemory(); return -1; }
+    int32_t *group = malloc(3 * (size_t)n * sizeof *group);
+    Py_ssize_t *first = malloc(3 * (size_t)n * sizeof *first), *rows = calloc((size_t)n, sizeof *rows),
+               *fallbacks = calloc((size_t)n, sizeof *fallbacks), ngroups[3];
+    double *sums = calloc(3 * (size_t)n, sizeof *sums);  /* confidence by level 3, score by 2, duration by 1 */
+    if (!cache || !group || !first || !rows || !fallbacks || !sums) { PyErr_NoMemory(); goto done; }
+    for (int level = 3; level >= 1; level--) {
+        ngroups[3 - level] = level_groups(keys, nkeys, level, group + (3 - level) * n, first + (3 - level) * n);
+        if (ngroups[3 - level] < 0) { PyErr_NoMemory(); goto done; }
+    }
+    int32_t *g3 = group, *g2 = group + n, *g1 = group + 2 * n;
+    for (Py_ssize_t i = 0; i < nkeys; i++) {
+        sums[g3[i]] += keys[i].confidence;
+        sums[n + g2[i]] += keys[i].score;
+        sums[2 * n + g1[i]] += keys[i].duration;
+        rows[g2[i]] += keys[i].rows;
+        fallbacks[g2[i]] += keys[i].fallbacks;
+    }
     for (int i = 0; i < 8; i++) {
         d[i] = PyObject_GetAttrString(tally, names[i]);
         if (!d[i]) goto done;
@@ -210,15 +260,26 @@ static int apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_en
     for (Py_ssize_t i = 0; i < nkeys && !rc; i++) {
         key_entry *e = &keys[i];
         PyObject *c = text(cache, e->cat), *m = c ? text(cache, e->model) : NULL, *g = m ? text(cache, e->gpu) : NULL;
-        PyObject *p = e->primary ? Py_True : Py_False;
-        PyObject *key = (c && m && g) ? PyTuple_Pack(4, c, m, p, g) : NULL;
-        PyObject *pair = key ? PyTuple_Pack(2, c, m) : NULL, *key3 = pair ? PyTuple_Pack(3, c, m, p) : NULL;
-        if (!key3 || add(d[0], key, PyLong_FromSsize_t(e->rows)) || add(d[1], pair, PyLong_FromSsize_t(e->rows)) ||
-            add(d[2], key3, PyFloat_FromDouble(e->confidence)) || add(d[3], pair, PyFloat_FromDouble(e->score)) ||
-            add(d[4], c, PyFloat_FromDouble(e->duration)) ||
-            (e->fallbacks && add(d[5], pair, PyLong_FromSsize_t(e->fallbacks))))
-            rc = -1;
-        Py_XDECREF(c); Py_XDECREF(m); Py_XDECREF(g); Py_XDECREF(key); Py_XDECREF(pair); Py_XDECREF(key3);
+        PyObject *key = g ? PyTuple_Pack(4, c, m, e->primary ? Py_True : Py_False, g) : NULL;
+        if (!key || add(d[0], key, PyLong_FromSsize_t(e->rows))) rc = -1;
+        Py_XDECREF(c); Py_XDECREF(m); Py_XDECREF(g); Py_XDECREF(key);
+    }
+    for (int level = 3; level >= 1 && !rc; level--) {
+        Py_ssize_t *firsts = first + (3 - level) * n;
+        for (Py_ssize_t j = 0; j < ngroups[3 - level] && !rc; j++) {
+            key_entry *e = &keys[firsts[j]];
+            PyObject *c = text(cache, e->cat), *m = c && level >= 2 ? text(cache, e->model) : NULL, *key;
+            if (level == 3) key = m ? PyTuple_Pack(3, c, m, e->primary ? Py_True : Py_False) : NULL;
+            else if (level == 2) key = m ? PyTuple_Pack(2, c, m) : NULL;
+            else key = c ? Py_NewRef(c) : NULL;
+            if (!key || (level == 3 && add(d[2], key, PyFloat_FromDouble(sums[j]))) ||
+                (level == 2 && (add(d[1], key, PyLong_FromSsize_t(rows[j])) ||
+                                add(d[3], key, PyFloat_FromDouble(sums[n + j])) ||
+                                (fallbacks[j] && add(d[5], key, PyLong_FromSsize_t(fallbacks[j]))))) ||
+                (level == 1 && add(d[4], key, PyFloat_FromDouble(sums[2 * n + j]))))
+                rc = -1;
+            Py_XDECREF(c); Py_XDECREF(m); Py_XDECREF(key);
+        }
     }
     for (Py_ssize_t i = 0; i < ndurs && !rc; i++) {
         duration_entry *e = &durs[i];
@@ -236,8 +297,8 @@ static int apply(PyObject *tally, key_entry *keys, Py_ssize_t nkeys, duration_en
     }
 done:
     for (int i = 0; i < 8; i++) Py_XDECREF(d[i]);
-    strings_free(cache);
-    free(cache);
+    if (cache) strings_free(cache);
+    free(cache), free(group), free(first), free(rows), free(fallbacks), free(sums);
     return rc;
 }
 
@@ -284,17 +345,15 @@ static int utf8_ok(const input *in) {
  * microseconds, more than parsing a row. */
 typedef struct {
     key_entry *keys;
-    duration_entry *durs;        /* by_duration: (category, duration or sketch bucket) -> rows */
+    duration_entry *durs;        /* (category, duration or sketch bucket) -> rows */
     int32_t *key_slots, *dur_slots;
-    int32_t *row_key;            /* by_row: each row's key */
-    double *row_dur;             /* by_row: each row's duration */
     Py_ssize_t nkeys, ndurs, count, extended;
     span first, last;
     int high;                    /* a byte above 127 was seen */
 } chunk;
 
 static void chunk_free(chunk *ch) {
-    free(ch->keys), free(ch->durs), free(ch->key_slots), free(ch->dur_slots), free(ch->row_key), free(ch->row_dur);
+    free(ch->keys), free(ch->durs), free(ch->key_slots), free(ch->dur_slots);
 }
 
 /* The next byte at or after `c` that is not plain field text (a separator, a refused or a high
@@ -321,7 +380,7 @@ static const char *special(const char *c, const char *end) {
 
 /* Read a chunk of whole lines into a zeroed `ch`: 1 when every row is plainly valid, 0 when any is not (the caller
  * declines), -1 with an exception set when memory runs out. */
-static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fallback_col, int sketch, int by_row) {
+static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fallback_col, int sketch) {
     if (size == 0 || buf[size - 1] != '\n' || buf[0] == '\n') return 0;
     /* A blank line is declined here, before anything is allocated per line: a block of them cost more with
      * the kernel than without it. */
@@ -335,14 +394,9 @@ static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fa
     while (cap < 2 * lines) cap <<= 1;
     ch->keys = malloc((size_t)lines * sizeof *ch->keys);
     ch->key_slots = calloc((size_t)cap, sizeof *ch->key_slots);
-    if (by_row) {
-        ch->row_key = malloc((size_t)lines * sizeof *ch->row_key);
-        ch->row_dur = malloc((size_t)lines * sizeof *ch->row_dur);
-    } else {
-        ch->durs = malloc((size_t)lines * sizeof *ch->durs);
-        ch->dur_slots = calloc((size_t)cap, sizeof *ch->dur_slots);
-    }
-    if (!ch->keys || !ch->key_slots || (by_row ? !ch->row_key || !ch->row_dur : !ch->durs || !ch->dur_slots)) {
+    ch->durs = malloc((size_t)lines * sizeof *ch->durs);
+    ch->dur_slots = calloc((size_t)cap, sizeof *ch->dur_slots);
+    if (!ch->keys || !ch->key_slots || !ch->durs || !ch->dur_slots) {
         PyErr_NoMemory();
         return -1;
     }
@@ -402,26 +456,21 @@ static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fa
             if (fb.n == 4 && memcmp(fb.p, "true", 4) == 0) e->fallbacks++;
         }
 
-        if (by_row) {
-            ch->row_key[ch->count] = (int32_t)(e - ch->keys);
-            ch->row_dur[ch->count] = dur;
-        } else {
-            int64_t value;
-            if (sketch) value = (int64_t)ceil(log(fmax(dur, TINY)) * inv_log_gamma);
-            else memcpy(&value, &dur, sizeof value);
-            uint64_t dh = hc ^ ((uint64_t)value * 0x9E3779B97F4A7C15ULL);
-            Py_ssize_t j = (Py_ssize_t)(dh & (uint64_t)(cap - 1));
-            duration_entry *d;
-            while ((d = ch->dur_slots[j] ? &ch->durs[ch->dur_slots[j] - 1] : NULL) &&
-                   !(d->hash == dh && d->value == value && same(d->cat, f[1])))
-                j = (j + 1) & (cap - 1);
-            if (!d) {
-                d = &ch->durs[ch->ndurs];
-                *d = (duration_entry){.hash = dh, .value = value, .cat = f[1]};
-                ch->dur_slots[j] = (int32_t)++ch->ndurs;
-            }
-            d->rows++;
+        int64_t value;
+        if (sketch) value = (int64_t)ceil(log(fmax(dur, TINY)) * inv_log_gamma);
+        else memcpy(&value, &dur, sizeof value);
+        uint64_t dh = hc ^ ((uint64_t)value * 0x9E3779B97F4A7C15ULL);
+        Py_ssize_t j = (Py_ssize_t)(dh & (uint64_t)(cap - 1));
+        duration_entry *d;
+        while ((d = ch->dur_slots[j] ? &ch->durs[ch->dur_slots[j] - 1] : NULL) &&
+               !(d->hash == dh && d->value == value && same(d->cat, f[1])))
+            j = (j + 1) & (cap - 1);
+        if (!d) {
+            d = &ch->durs[ch->ndurs];
+            *d = (duration_entry){.hash = dh, .value = value, .cat = f[1]};
+            ch->dur_slots[j] = (int32_t)++ch->ndurs;
         }
+        d->rows++;
 
         if (!ch->first.p || memcmp(f[0].p, ch->first.p, 19) < 0) ch->first = f[0];
         if (!ch->last.p || memcmp(f[0].p, ch->last.p, 19) > 0) ch->last = f[0];
@@ -432,10 +481,10 @@ static int chunk_read(chunk *ch, const char *buf, Py_ssize_t size, Py_ssize_t fa
 }
 
 /* chunk_read over a str or bytes-like object, which stays borrowed in `in` until input_release. */
-static int chunk_read_input(chunk *ch, input *in, PyObject *obj, Py_ssize_t fallback_col, int sketch, int by_row) {
+static int chunk_read_input(chunk *ch, input *in, PyObject *obj, Py_ssize_t fallback_col, int sketch) {
     *ch = (chunk){0};
     if (input_get(in, obj) < 0) return -1;
-    int got = chunk_read(ch, in->p, in->n, fallback_col, sketch, by_row);
+    int got = chunk_read(ch, in->p, in->n, fallback_col, sketch);
     return got > 0 && ch->high && in->is_buffer ? utf8_ok(in) : got;
 }
 
@@ -447,7 +496,7 @@ static PyObject *fold(PyObject *self, PyObject *args) {
     input in;
     (void)self;
     if (!PyArg_ParseTuple(args, "OnpO", &obj, &fallback_col, &sketch, &tally)) return NULL;
-    int got = chunk_read_input(&ch, &in, obj, fallback_col, sketch, 0);
+    int got = chunk_read_input(&ch, &in, obj, fallback_col, sketch);
     if (got > 0 && apply(tally, ch.keys, ch.nkeys, ch.durs, ch.ndurs, sketch) == 0)
         out = Py_BuildValue("(NNnn)", PyUnicode_DecodeUTF8(ch.first.p, ch.first.n, "strict"),
                             PyUnicode_DecodeUTF8(ch.last.p, ch.last.n, "strict"), ch.count, ch.extended);
@@ -458,58 +507,8 @@ static PyObject *fold(PyObject *self, PyObject *args) {
     return out;
 }
 
-/* group(chunk, fallback_column): the chunk's rows grouped by (category, model, primary, gpu) for a
- * tally that renames, budgets or buckets them, which Python then does once a key instead of once a
- * row; None when any row is not plainly valid. Returns (first, last, rows, rows with the fallback
- * column, [(category, model, "true"/"false", gpu, rows, confidence sum, score sum, duration sum,
- * fallbacks)] in first-seen order, [each row's key], [each row's duration]). */
-static PyObject *group(PyObject *self, PyObject *args) {
-    PyObject *obj, *keys = NULL, *row_keys = NULL, *row_durs = NULL, *out = NULL;
-    Py_ssize_t fallback_col;
-    chunk ch;
-    input in;
-    strings *cache = NULL;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "On", &obj, &fallback_col)) return NULL;
-    int got = chunk_read_input(&ch, &in, obj, fallback_col, 0, 1);
-    if (got <= 0) {
-        chunk_free(&ch);
-        input_release(&in);
-        return got < 0 ? NULL : Py_NewRef(Py_None);
-    }
-    cache = calloc(1, sizeof *cache);
-    keys = PyList_New(ch.nkeys), row_keys = PyList_New(ch.count), row_durs = PyList_New(ch.count);
-    if (!cache || !keys || !row_keys || !row_durs) { if (!cache) PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t i = 0; i < ch.nkeys; i++) {
-        key_entry *e = &ch.keys[i];
-        PyObject *c = text(cache, e->cat), *m = c ? text(cache, e->model) : NULL, *g = m ? text(cache, e->gpu) : NULL;
-        PyObject *key = g ? Py_BuildValue("(OOsOndddn)", c, m, e->primary ? "true" : "false", g, e->rows,
-                                          e->confidence, e->score, e->duration, e->fallbacks) : NULL;
-        Py_XDECREF(c), Py_XDECREF(m), Py_XDECREF(g);
-        if (!key) goto done;
-        PyList_SET_ITEM(keys, i, key);
-    }
-    for (Py_ssize_t r = 0; r < ch.count; r++) {
-        PyObject *k = PyLong_FromLong(ch.row_key[r]), *d = k ? PyFloat_FromDouble(ch.row_dur[r]) : NULL;
-        if (!d) { Py_XDECREF(k); goto done; }
-        PyList_SET_ITEM(row_keys, r, k);
-        PyList_SET_ITEM(row_durs, r, d);
-    }
-    out = Py_BuildValue("(NNnnOOO)", PyUnicode_DecodeUTF8(ch.first.p, ch.first.n, "strict"),
-                        PyUnicode_DecodeUTF8(ch.last.p, ch.last.n, "strict"), ch.count, ch.extended, keys,
-                        row_keys, row_durs);
-done:
-    Py_XDECREF(keys), Py_XDECREF(row_keys), Py_XDECREF(row_durs);
-    if (cache) strings_free(cache);
-    free(cache);
-    chunk_free(&ch);
-    input_release(&in);
-    return out;
-}
-
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS, "Add a chunk of plain selection-log rows to a tally; None when any is not plainly valid."},
-    {"group", group, METH_VARARGS, "A chunk of plain selection-log rows grouped by key; None when any is not plainly valid."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,22 +1,21 @@
 """Aggregate selection-log rows into the counts every report and metric is derived from.
 
-Rows arrive as chunks of whole lines and are counted one of two ways. The C extension `_fold`
-(exporter/selectionlog/_fold.c), where it is built, takes a chunk of plainly valid rows in one pass:
-for a report's tally it adds the groups to the counts itself (`fold`); for the exporter's, which
-renames, budgets and buckets, it returns them and `_fold_groups` does that once a key (`group`). It
-declines (None) anything that is not plainly valid: a header, a quote, a carriage return, a blank
-line, a bad row. The Python path (`_slow`) reads such a chunk row by row, rejects exactly the bad
-rows with their file and line, and folds the rest through `_fold`. tests/test_differential.py holds
-the two to the same counts, sums, rejections and report on generated hostile logs.
+Rows arrive as chunks of whole lines and are counted one of two ways, to the same result. The C
+extension `_fold` (exporter/selectionlog/_fold.c), where it is built, takes a chunk of plainly valid
+rows in one pass; it declines (None) anything that is not plainly valid: a header, a quote, a
+carriage return, a blank line, a bad row. The Python path (`_slow`) reads such a chunk row by row,
+rejects exactly the bad rows with their file and line, and counts the rest on their own (`_stage`).
+A chunk counted on its own is added to the tally level by level (`_add_chunk`), through the labels
+and series budget of the exporter's tally; the C fold adds a report's chunk straight in the same
+order. tests/test_differential.py and tests/test_kernels.py hold the two to the same counts, sums,
+rejections and report on generated hostile logs.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import repeat
-from operator import itemgetter
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -74,6 +73,42 @@ def _sketched(durations: Counter[tuple[str, float]]) -> Counter[tuple[str, int]]
     for (c, ms), index in zip(keys, sketch_indices(ms for _, ms in keys)):
         out[(c, index)] += durations[(c, ms)]
     return out
+
+
+def _stage(cols: Sequence[Sequence[str]], fallback: Sequence[str | None] | None) -> Tally:
+    """Valid rows, given as columns, counted on their own as the C fold counts a chunk into an empty
+    tally: each full key's rows and sums, in first-seen order, then each sum added once to its
+    (category, model, primary), (category, model) and category. The cost is per row and at C level
+    (map, zip, Counter) but for one pass of float additions; memory holds only what is counted."""
+    t = Tally()
+    ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
+    cv, sv, dv = _floats(conf), _floats(score), _floats(dur)
+    keys = list(zip(cat, model, prim, gpu))
+    acc: dict[tuple[str, str, str, str], list[float]] = {}
+    for raw, c, s, d in zip(keys, cv, sv, dv):
+        a = acc.get(raw)
+        if a is None:
+            a = acc[raw] = [0.0, 0.0, 0.0]
+        a[0] += c
+        a[1] += s
+        a[2] += d
+    counts = Counter(keys)
+    for (category, name, flag, g), (cs, ss, ds) in acc.items():
+        primary, n = flag == "true", counts[(category, name, flag, g)]
+        t.selections[(category, name, primary, g)] += n
+        t.pairs[(category, name)] += n
+        t.confidence_sum[(category, name, primary)] += cs
+        t.score_sum[(category, name)] += ss
+        t.duration_sum[category] += ds
+    if fallback is not None:
+        for (raw, fb), n in Counter(zip(keys, fallback)).items():
+            if fb is not None:
+                t.extended += n
+                if fb == "true":
+                    t.fallbacks[raw[:2]] += n
+    t.durations = Counter(zip(cat, dv))
+    t.first, t.last, t.rows = min(ts), max(ts), len(ts)
+    return t
 
 
 def _add(into: Any, counts: Any) -> None:
@@ -164,9 +199,11 @@ class Tally:
             if got is not None:
                 self._apply(*got)
         else:
-            got = _kernel.group(chunk, src.fallback)
+            staged = Tally()
+            got = _kernel.fold(chunk, src.fallback, False, staged)
             if got is not None:
-                self._fold_groups(*got)
+                staged.first, staged.last, staged.rows, staged.extended = got
+                self._add_chunk(staged)
         if got is None:
             return False
         src.line += got[2]
@@ -177,13 +214,13 @@ class Tally:
         return self.label is _identity and self.admit is None and not (self.since or self.until) \
             and self.buckets_ms is None
 
-    def _apply(self, first: str, last: str, count: int, extended: int) -> None:
+    def _apply(self, first: str | None, last: str | None, count: int, extended: int) -> None:
         """What the C fold leaves to Python, once it has added a chunk's counts and sums."""
         if self.buckets_ms is None and self.sketch is None and len(self.durations) > EXACT_LIMIT:
             self._to_sketch()
-        if self.first is None or first < self.first:
+        if first is not None and (self.first is None or first < self.first):
             self.first = first
-        if self.last is None or last > self.last:
+        if last is not None and (self.last is None or last > self.last):
             self.last = last
         self.rows += count
         self.extended += extended
@@ -230,97 +267,75 @@ class Tally:
     # -- folding -------------------------------------------------------------------------------------
 
     def _fold(self, cols: Sequence[Sequence[str]], fallback: Sequence[str | None] | None) -> None:
-        """Count valid rows given as columns.
+        """Count valid rows given as columns: counted on their own (_stage), then added (_add_chunk)."""
+        self._add_chunk(_stage(cols, fallback))
 
-        The cost is per row and at C level (map, zip, Counter), never per distinct value remembered
-        across chunks: a log whose durations and confidences are all different costs what a log of
-        a few values costs, and memory holds only what is counted."""
-        ts, cat, model, prim, conf, score, gpu, dur = cols[:8]
-        cv, sv, dv = _floats(conf), _floats(score), _floats(dur)
-        keys = list(zip(cat, model, prim, gpu))
-        counts = Counter(keys)
-        mapped = self._keys(counts)
-        selections, pairs = self.selections, self.pairs
-        for raw, n in counts.items():
-            key = mapped[raw]
-            selections[key] += n
-            pairs[key[:2]] += n
-        # Sums per row, in one pass, by the row's raw key; rolled up through `mapped` after.
-        acc: dict[tuple[str, str, str, str], list[float]] = {}
-        for raw, c, s, d in zip(keys, cv, sv, dv):
-            a = acc.get(raw)
-            if a is None:
-                a = acc[raw] = [0.0, 0.0, 0.0]
-            a[0] += c
-            a[1] += s
-            a[2] += d
-        for raw, (c, s, d) in acc.items():
-            key = mapped[raw]
-            self.confidence_sum[key[:3]] += c
-            self.score_sum[key[:2]] += s
-            self.duration_sum[key[0]] += d
-        # Each row's category as counted: the raw one, unless labels or the budget renamed one.
-        renamed = any(raw[0] != key[0] for raw, key in mapped.items())
-        self._count_durations(map(itemgetter(0), map(mapped.__getitem__, keys)) if renamed else cat, dv)
-        if fallback is not None:
-            for (raw, fb), n in Counter(zip(keys, fallback)).items():
-                if fb is not None:
-                    self.extended += n
-                    if fb == "true":
-                        self.fallbacks[mapped[raw][:2]] += n
-        lo, hi = min(ts), max(ts)
-        if self.first is None or lo < self.first:
-            self.first = lo
-        if self.last is None or hi > self.last:
-            self.last = hi
-        self.rows += len(ts)
-        self.version += 1
+    def _add_chunk(self, chunk: Tally) -> None:
+        """Add a chunk counted on its own (by _stage, or by the C fold into an empty tally), each key
+        mapped level by level (_maps). The C fold adds a report's chunks straight into its tally in
+        this same order, so the float sums are the same to the last bit either way."""
+        key4, pair, cat = self._maps(chunk.selections)
+        for raw, n in chunk.selections.items():
+            self.selections[key4[raw]] += n
+        for (c, m), n in chunk.pairs.items():
+            self.pairs[pair[(c, m)]] += n
+        for (c, m, p), v in chunk.confidence_sum.items():
+            self.confidence_sum[pair[(c, m)] + (p,)] += v
+        for (c, m), v in chunk.score_sum.items():
+            self.score_sum[pair[(c, m)]] += v
+        for c, v in chunk.duration_sum.items():
+            self.duration_sum[cat[c]] += v
+        for (c, m), n in chunk.fallbacks.items():
+            self.fallbacks[pair[(c, m)]] += n
+        if self.buckets_ms is not None:
+            for (c, ms), n in chunk.durations.items():
+                self.durations[(cat[c], bisect_left(self.buckets_ms, ms))] += n
+        elif self.sketch is not None:
+            _add(self.sketch, _sketched(chunk.durations))
+        else:
+            _add(self.durations, chunk.durations)
+        self._apply(chunk.first, chunk.last, chunk.rows, chunk.extended)
 
-    def _fold_groups(self, first: str, last: str, count: int, extended: int, keys: list[Any],
-                     row_keys: list[int], row_durations: list[float]) -> None:
-        """Count a chunk that the C kernel grouped by raw key (_fold.c's group): each key renamed and
-        budgeted, its counts and sums added, in first-seen order, as `_fold` adds them row by row;
-        then each row's duration under its category as counted."""
-        mapped = self._keys({k[:4]: k[4] for k in keys})
-        counted = []
-        for c, m, p, g, n, confidence, score, duration, fallbacks in keys:
-            key = mapped[(c, m, p, g)]
-            self.selections[key] += n
-            self.pairs[key[:2]] += n
-            self.confidence_sum[key[:3]] += confidence
-            self.score_sum[key[:2]] += score
-            self.duration_sum[key[0]] += duration
-            if fallbacks:
-                self.fallbacks[key[:2]] += fallbacks
-            counted.append(key[0])
-        self._count_durations(map(counted.__getitem__, row_keys), row_durations)
-        self._apply(first, last, count, extended)
-
-    def _keys(self, counts: Mapping[tuple[str, str, str, str], int]) -> dict[tuple[str, str, str, str], SelectionKey]:
-        """The key that each raw (category, model, primary, gpu) of a chunk, seen in `n` rows, is
-        counted under: each label value through `label`, then the combination through `admit` (a
-        series budget), in first-seen order. A value is labelled once for all the rows it is in: a
-        chunk of another router's log has 1,700 combinations of 30 values, and labelling each
-        combination's three values made the routing collector 20 % slower on it."""
+    def _maps(self, selections: Mapping[SelectionKey, int]) -> tuple[
+            dict[SelectionKey, SelectionKey], dict[tuple[str, str], tuple[str, str]], dict[str, str]]:
+        """What each raw key of a chunk (seen in `n` rows) is counted under, level by level: the full
+        key (category, model, primary, gpu), its (category, model) and its category. Each label value
+        goes through `label` once for all its rows (a chunk of another router's log has 1,700
+        combinations of 30 values); then each full key through `admit` (a series budget), in
+        first-seen order. A row over the budget counts under (other, other, primary, other) in the
+        selections, and under its (category, model) and category where those have series already,
+        else under other: every family stays consistent, its sums and counts at one level."""
+        pairs = {k[:2]: k[:2] for k in selections}
+        cats = {k[0]: k[0] for k in selections}
         if self.label is _identity and self.admit is None:
-            return {raw: (raw[0], raw[1], raw[2] == "true", raw[3]) for raw in counts}
+            return {k: k for k in selections}, pairs, cats
         named = []
-        for kind, i in (("category", 0), ("model", 1), ("gpu", 3)):
+        for kind, column in (("category", [(k[0], n) for k, n in selections.items()]),
+                             ("model", [(k[1], n) for k, n in selections.items()]),
+                             ("gpu", [(k[3], n) for k, n in selections.items()])):
             rows: dict[str, int] = {}
-            for raw, n in counts.items():
-                rows[raw[i]] = rows.get(raw[i], 0) + n
+            for value, n in column:
+                rows[value] = rows.get(value, 0) + n
             named.append({v: self._label(kind, v, n) for v, n in rows.items()})
-        cats, models, gpus = named
-        out = {}
-        for raw, n in counts.items():
-            key = (cats[raw[0]], models[raw[1]], raw[2] == "true", gpus[raw[3]])
+        lc, lm, lg = named
+        key4 = {}
+        for raw, n in selections.items():
+            key = (lc[raw[0]], lm[raw[1]], raw[2], lg[raw[3]])
             if self.admit is not None and key not in self.selections:
                 admitted = self.admit(key)
                 if admitted != key:
                     self.overflow["series"] += n
                 key = admitted
-            out[raw] = key
-        return out
+            key4[raw] = key
+        with_series = {k[:2] for k in key4.values()}
+        with_histogram = {k[0] for k in key4.values()}
+        for c, m in pairs:
+            named_pair = (lc[c], lm[m])
+            pairs[(c, m)] = named_pair if self.admit is None or named_pair in with_series or \
+                named_pair in self.pairs else (OTHER, OTHER)
+        for c in cats:
+            cats[c] = lc[c] if self.admit is None or lc[c] in with_histogram or lc[c] in self.duration_sum else OTHER
+        return key4, pairs, cats
 
     def _label(self, kind: str, raw: str, n: int) -> str:
         got = self.label(kind, raw) if raw else raw
@@ -335,16 +350,6 @@ class Tally:
         self.sketch = sketch
         self.durations = Counter()
         return sketch
-
-    def _count_durations(self, cats: Iterable[str], dv: list[float]) -> None:
-        if self.buckets_ms is not None:
-            self.durations.update(zip(cats, map(bisect_left, repeat(self.buckets_ms), dv)))
-        elif self.sketch is not None:
-            self.sketch.update(zip(cats, sketch_indices(dv)))
-        else:
-            _add(self.durations, Counter(zip(cats, dv)))
-            if len(self.durations) > EXACT_LIMIT:
-                self._to_sketch()
 
     # -- combining -----------------------------------------------------------------------------------
 
