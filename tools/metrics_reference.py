@@ -60,7 +60,8 @@ def families():
         from test_serve import make_cert
 
         sock = os.path.join(tmp, "kubelet.sock")
-        kubelet = Kubelet(sock, [pod("llm", "vllm-0", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"]])]})])
+        kubelet = Kubelet(sock, [pod("llm", "vllm-0", {"server": [("nvidia.com/gpu", [fake_nvml.gpu(0)["uuid"]])]})],
+                          allocatable=[("nvidia.com/gpu", [fake_nvml.gpu(i)["uuid"] for i in range(2)])])
         kubelet.start()
         folder = pathlib.Path(tmp)
         key, cert = make_cert(folder, "apiserver")
