@@ -47,3 +47,41 @@ def test_systemd_unit_is_hardened_and_a_bad_config_does_not_loop():
                          text=True).stdout
     score = float(re.search(r"Overall exposure level for orchex.service: ([\d.]+)", out).group(1))
     assert score <= 2.0, out[-2000:]
+
+
+def blocks(page, language):
+    """The fenced `language` blocks of a page of the README or docs/, in order."""
+    import re
+
+    text = open(os.path.join(ROOT, page)).read()
+    return re.findall(rf"^```{language}\n(.*?)^```$", text, re.S | re.M)
+
+
+def test_every_yaml_and_promql_example_of_the_docs_is_valid(tmp_path):
+    """Beside the `$ orchex` lines (test_readme_examples.py) and the kustomization (test_kubernetes.py):
+    the Prometheus config of the README passes promtool, the config file of docs/configuration.md and
+    the registry of docs/formats.md load, and the PromQL of docs/metrics.md parses."""
+    import shutil
+
+    from exporter import serveconfig
+    from exporter.routing import registry
+
+    (prom,) = blocks("README.md", "yaml")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(prom.replace("/path/to/orchex", ROOT))
+    if shutil.which("promtool") is None:
+        raise AssertionError("promtool is not installed: `make system-deps` installs it")
+    done = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (settings,) = blocks("docs/configuration.md", "yaml")
+    (tmp_path / "orchex.yml").write_text(settings)
+    assert serveconfig.load({}, str(tmp_path / "orchex.yml"))["collector.process"] is False
+    (models,) = blocks("docs/formats.md", "yaml")
+    (tmp_path / "registry.yaml").write_text(models)
+    assert registry.load(str(tmp_path / "registry.yaml")).models
+    for n, expr in enumerate(blocks("docs/metrics.md", "promql")):
+        rules = tmp_path / f"q{n}.yml"
+        rules.write_text("groups:\n  - name: example\n    rules:\n      - record: example:query:docs\n"
+                         "        expr: |-\n" + "".join(f"          {line}\n" for line in expr.splitlines()))
+        done = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
