@@ -215,7 +215,8 @@ class Tally:
             and self.buckets_ms is None
 
     def _apply(self, first: str | None, last: str | None, count: int, extended: int) -> None:
-        """What the C fold leaves to Python, once it has added a chunk's counts and sums."""
+        """What is left once a chunk's counts and sums are in: its time range and rows, and the
+        switch to sketched durations past EXACT_LIMIT."""
         if self.buckets_ms is None and self.sketch is None and len(self.durations) > EXACT_LIMIT:
             self._to_sketch()
         if first is not None and (self.first is None or first < self.first):
