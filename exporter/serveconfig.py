@@ -11,7 +11,7 @@ from exporter import webconfig, yamlfile
 from exporter.collectors import NAMES as COLLECTORS
 from exporter.collectors import OFF_BY_DEFAULT
 from exporter.errors import UsageError
-from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.gpu import BACKENDS
 from exporter.gpu.health import Thresholds
 from exporter.gpu.simulated import load_fleet
 from exporter.httpserver import parse_address

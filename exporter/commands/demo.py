@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from exporter.cliargs import number, whole
-from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.gpu import BACKENDS
 from exporter.procname import name_process
 
 if TYPE_CHECKING:

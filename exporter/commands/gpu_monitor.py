@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from exporter.errors import RunFailed, UsageError
-from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.gpu import BACKENDS
 
 
 def _interval(text: str) -> float:

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from exporter.cliargs import number, whole
-from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.gpu import BACKENDS
 
 if TYPE_CHECKING:
     from exporter.routing.registry import Registry

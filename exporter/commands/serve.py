@@ -3,18 +3,19 @@ the parts together; the parts live where their names say (exporter/daemon.py run
 exporter/web.py answers HTTP, exporter/collectors/ read the GPUs and the logs)."""
 
 import argparse
-import logging
 import os
 import resource
 from typing import TYPE_CHECKING, Any
 
 from exporter.collectors import NAMES as COLLECTORS
 from exporter.collectors import OFF_BY_DEFAULT
-from exporter.gpu.backends import NAMES as BACKENDS
+from exporter.gpu import BACKENDS
 from exporter.logfmt import LEVELS
 from exporter.policy import POLICY
 
 if TYPE_CHECKING:
+    import logging
+
     from exporter.collectors import Collector
     from exporter.gpu.reading import SharedReading
     from exporter.serveconfig import Settings
@@ -97,7 +98,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def make_collector(name: str, settings: "Settings", log: logging.Logger, reading: "SharedReading") -> "Collector":
+def make_collector(name: str, settings: "Settings", reading: "SharedReading") -> "Collector":
     """The collector `name` as the settings configure it; the GPU collectors share `reading`."""
     if name == "gpu":
         from exporter.collectors.gpu import GpuCollector
@@ -121,7 +122,7 @@ def make_collector(name: str, settings: "Settings", log: logging.Logger, reading
     return ProcessCollector()
 
 
-def gpu_reading(settings: "Settings", log: logging.Logger) -> "SharedReading":
+def gpu_reading(settings: "Settings", log: "logging.Logger") -> "SharedReading":
     """The one GPU reading of this process, which the GPU collectors share and this command owns: a
     collector switched off by a reload leaves it to the others. `auto` decides its backend here, once."""
     from exporter.gpu.backends import factory
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load()
     log = logfmt.setup(settings["log.level"])
     reading = gpu_reading(settings, log)
-    scraper = Scraper([make_collector(n, settings, log, reading) for n in COLLECTORS if settings.collector(n)])
+    scraper = Scraper([make_collector(n, settings, reading) for n in COLLECTORS if settings.collector(n)])
     app = App(scraper, settings, __version__)
     server = make_server(settings["web.listen-address"], app)
     scheme = "https" if settings.web.tls else "http"
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     log.info(f"collectors: {', '.join(c.name for c in scraper.collectors) or 'none'}; selection logs: "
              f"{', '.join(settings['selection-log']) or 'none'}; registry: {settings.registry.source}")
     try:
-        daemon.run(server, app, load, lambda name, s: make_collector(name, s, log, reading), log,
+        daemon.run(server, app, load, lambda name, s: make_collector(name, s, reading), log,
                    lambda s: reading.reconfigure(s["gpu-backend"], s["fleet"], s.thresholds()))
     finally:
         reading.close()  # after the collectors: NVML, its XID thread and the GPM samples

@@ -11,10 +11,9 @@ from functools import partial
 from typing import Protocol
 
 from exporter.errors import UsageError
+from exporter.gpu import BACKENDS
 from exporter.gpu.health import DEFAULT_THRESHOLDS, Thresholds, health
 from exporter.gpu.snapshot import GpuSnapshot
-
-NAMES = ("auto", "nvml", "simulated")
 
 
 class Backend(Protocol):
@@ -37,8 +36,8 @@ def factory(name: str, fleet: str | None = None,
     """A function that opens backend `name`, decided now: `auto` looks for the NVML library once and,
     when there is none, settles on the simulated fleet (`notice` hears why). A bad fleet file is an
     error here, at start-up, not on every later open."""
-    if name not in NAMES:
-        raise UsageError(f"unknown GPU backend {name!r} (expected one of {', '.join(NAMES)})")
+    if name not in BACKENDS:
+        raise UsageError(f"unknown GPU backend {name!r} (expected one of {', '.join(BACKENDS)})")
     from exporter.gpu.simulated import SimulatedBackend, load_fleet
 
     if name == "auto":
