@@ -227,3 +227,10 @@ def test_host_pid_namespace_is_known_by_its_identity(tmp_path):
     os.symlink(HOST_PID_NAMESPACE, tmp_path / "self" / "ns" / "pid")
     assert host_pid_namespace(str(tmp_path))
     assert not host_pid_namespace(str(tmp_path / "none"))  # cannot tell: name nothing
+    # The host's /proc mounted in a container (--path.procfs): this process is in another namespace,
+    # but PID 1 there is the host's init.
+    os.remove(tmp_path / "self" / "ns" / "pid")
+    os.symlink("pid:[4026532175]", tmp_path / "self" / "ns" / "pid")
+    (tmp_path / "1" / "ns").mkdir(parents=True)
+    os.symlink(HOST_PID_NAMESPACE, tmp_path / "1" / "ns" / "pid")
+    assert host_pid_namespace(str(tmp_path))
