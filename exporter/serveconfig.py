@@ -93,6 +93,14 @@ def _whole(lo: int, hi: int) -> Callable[[Any], str | None]:
         else f"must be an integer from {lo:,} to {hi:,}"
 
 
+def _boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _directory(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a directory"
+
+
 RESERVED_PATHS = ("/", "/healthz", "/-/ready")
 
 
@@ -137,18 +145,17 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     else "must be a positive integer up to 100,000",
     "routing.max-series": _whole(100, 1_000_000),
     "gpu-processes.max-per-gpu": _whole(1, 1_000),
-    "path.procfs": lambda v: None if isinstance(v, str) and v else "must be a directory",
+    "path.procfs": _directory,
     "kubernetes.pod-resources-socket": lambda v: None if isinstance(v, str) and v else "must be a socket path",
     "kubernetes.refresh-interval": lambda v: None if _is_number(v) and 1 <= v <= 3600
     else "must be a number of seconds from 1 to 3,600",
     "kubernetes.resource-names": lambda v: None if isinstance(v, list) and v and all(
         isinstance(r, str) and r for r in v) else "must be a list of resource names or globs, such as nvidia.com/gpu",
     "kubernetes.max-series": _whole(1, 1_000_000),
-    "kubernetes.pod-memory": lambda v: None if isinstance(v, bool) else "must be true or false",
-    "kubernetes.service-account-dir": lambda v: None if isinstance(v, str) and v else "must be a directory",
+    "kubernetes.pod-memory": _boolean,
+    "kubernetes.service-account-dir": _directory,
     "log.level": _one_of(LEVELS),
-    **{f"collector.{name}": lambda v: None if isinstance(v, bool) else "must be true or false"
-       for name in COLLECTORS},
+    **{f"collector.{name}": _boolean for name in COLLECTORS},
     "health.temperature-celsius": _positive(200),
     "health.utilization-ratio": _ratio,
     "health.power-ratio": _positive(2),

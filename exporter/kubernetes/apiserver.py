@@ -9,7 +9,6 @@ a container not asked for before is listed within an interval.
 A container id always names the same container, so names already known stay right while a list fails."""
 
 import json
-import logging
 import ssl
 import threading
 import time
@@ -22,7 +21,6 @@ from typing import Any
 from exporter.errors import UsageError
 from exporter.kubernetes.attribution import Owner
 
-log = logging.getLogger("orchex")
 DEADLINE_SECONDS = 5.0  # at most; never longer than the refresh interval
 MAX_BYTES = 64 << 20  # a node's pod list is a few MB even at 250 pods; more is refused, not held
 MAX_BACKOFF = 32

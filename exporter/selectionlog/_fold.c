@@ -48,13 +48,8 @@ typedef struct {
     Py_ssize_t rows;
 } duration_entry;
 
-static uint64_t fnv(uint64_t h, const char *p, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-    return h;
-}
-
-/* The hash of the chunk's keys: eight bytes a step, where FNV's byte-serial multiply was a sixth of
- * the whole pass. Only tables of this chunk use it, so it need not be stable anywhere else. */
+/* The hash of a chunk's keys and strings: eight bytes a step, where FNV's byte-serial multiply was a
+ * sixth of the whole pass. Only one call's tables use it, so it need not be stable anywhere else. */
 static uint64_t mix(uint64_t h, const char *p, Py_ssize_t n) {
     const uint64_t k = 0x9E3779B97F4A7C15ULL;
     for (; n >= 8; p += 8, n -= 8) {
@@ -150,7 +145,7 @@ typedef struct { span s; uint64_t hash; PyObject *obj; } string_entry;
 typedef struct { string_entry e[STRINGS]; int n; } strings;
 
 static PyObject *text(strings *t, span s) {
-    uint64_t h = fnv(14695981039346656037ULL, s.p, s.n);
+    uint64_t h = mix(14695981039346656037ULL, s.p, s.n);
     if (t->n < STRINGS / 2) {
         int i = (int)(h & (STRINGS - 1));
         while (t->e[i].obj && !(t->e[i].hash == h && same(t->e[i].s, s))) i = (i + 1) & (STRINGS - 1);
